@@ -1,0 +1,148 @@
+//! The command line: every flag, its environment variable and its help text. Parsing only;
+//! checking the values together is `config`'s job.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Makes an OpenAI-compatible inference engine (vLLM, TGI, SGLang, TEI, llama.cpp's server)
+/// answer as an Azure AI endpoint: Azure clients (azure-ai-inference, AzureOpenAI, LangChain,
+/// curl) work against it unchanged.
+#[derive(Debug, Parser)]
+#[command(name = "azure-openai-proxy", version, about, long_about = None)]
+pub struct Args {
+    /// Address to listen on. Without an API key the proxy listens on 127.0.0.1 only, unless
+    /// --allow-unauthenticated is given.
+    #[arg(long, env = "AOP_HOST")]
+    pub host: Option<String>,
+
+    /// Port to listen on.
+    #[arg(long, env = "AOP_PORT", default_value_t = 80)]
+    pub port: u16,
+
+    /// Base URL of the OpenAI-compatible engine, e.g. http://127.0.0.1:8080 (its routes are
+    /// under /v1). Default: http://127.0.0.1:8080, or --upstream-host/--upstream-port.
+    #[arg(long, env = "AOP_UPSTREAM_URL", conflicts_with_all = ["upstream_host", "upstream_port"])]
+    pub upstream_url: Option<String>,
+
+    /// Engine host (for existing entrypoints; --upstream-url is preferred).
+    #[arg(long, env = "AOP_UPSTREAM_HOST")]
+    pub upstream_host: Option<String>,
+
+    /// Engine port (for existing entrypoints; --upstream-url is preferred).
+    #[arg(long, env = "AOP_UPSTREAM_PORT")]
+    pub upstream_port: Option<u16>,
+
+    /// Accepted for compatibility and ignored: one proxy serves chat and embeddings.
+    #[arg(long, env = "AOP_UPSTREAM_TYPE", hide_short_help = true)]
+    pub upstream_type: Option<String>,
+
+    /// Which engine is behind the proxy; `auto` asks the engine at start-up.
+    #[arg(long, env = "AOP_ENGINE", value_enum, default_value_t = EngineArg::Auto)]
+    pub engine: EngineArg,
+
+    /// API key clients must send as `api-key: KEY` or `Authorization: Bearer KEY`. Repeatable;
+    /// the environment variable takes a comma-separated list.
+    #[arg(
+        long = "api-key",
+        env = "AOP_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// File with API keys, one per line (blank lines and lines starting with # ignored).
+    #[arg(long, env = "AOP_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Serve without any API key on a non-loopback address (e.g. behind Azure ML's own
+    /// authenticating gateway).
+    #[arg(long, env = "AOP_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// Key sent to the engine as `Authorization: Bearer KEY` (clients' keys are never forwarded).
+    #[arg(long, env = "AOP_UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<String>,
+
+    /// Extra api-version values to accept, comma-separated, besides the published ones.
+    #[arg(long, env = "AOP_API_VERSIONS", value_delimiter = ',')]
+    pub api_versions: Vec<String>,
+
+    /// What to do with body fields outside the spec when a request has no `extra-parameters`
+    /// header (Azure's own default is `error`).
+    #[arg(long, env = "AOP_EXTRA_PARAMETERS_DEFAULT", value_enum, default_value_t = ExtraParamsArg::Error)]
+    pub extra_parameters_default: ExtraParamsArg,
+
+    /// Model name reported by /info and filled into requests that omit `model`. Default: the
+    /// engine's first model from /v1/models.
+    #[arg(long, env = "AOP_MODEL_NAME")]
+    pub model_name: Option<String>,
+
+    /// Model type reported by /info. Default: what the engine serves (asked at first use).
+    #[arg(long, env = "AOP_MODEL_TYPE", value_enum)]
+    pub model_type: Option<ModelTypeArg>,
+
+    /// Model provider reported by /info. Default: the organisation in the model id
+    /// (`org/name`), else the engine's `owned_by`.
+    #[arg(long, env = "AOP_MODEL_PROVIDER")]
+    pub model_provider: Option<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "AOP_MAX_BODY_SIZE", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_size: usize,
+
+    /// Seconds to wait for a TCP connection to the engine.
+    #[arg(long, env = "AOP_UPSTREAM_CONNECT_TIMEOUT", default_value_t = 5.0)]
+    pub upstream_connect_timeout: f64,
+
+    /// Seconds to wait for the engine's response headers (a long prompt may queue on a busy GPU).
+    #[arg(long, env = "AOP_UPSTREAM_HEADERS_TIMEOUT", default_value_t = 600.0)]
+    pub upstream_headers_timeout: f64,
+
+    /// Seconds in-flight requests and streams get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "AOP_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
+    pub shutdown_timeout: f64,
+
+    /// Log format; levels come from RUST_LOG (default `info`).
+    #[arg(long, env = "AOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The engine behind the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// Ask the engine at start-up.
+    Auto,
+    Vllm,
+    Tgi,
+    Sglang,
+    Tei,
+    /// llama.cpp's own server (llama-server).
+    Llamacpp,
+    /// llama-cpp-python's server.
+    LlamaCppPython,
+    /// Any other OpenAI-compatible server: only the common routes are assumed.
+    Generic,
+}
+
+/// `extra-parameters` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExtraParamsArg {
+    Error,
+    Drop,
+    PassThrough,
+}
+
+/// Model types of the spec's ModelInfo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelTypeArg {
+    ChatCompletion,
+    Embeddings,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

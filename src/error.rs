@@ -1,0 +1,224 @@
+//! The one error type of the proxy and its single conversion into Azure's error body.
+//!
+//! Every failure, whoever caused it, leaves the proxy as
+//! `{"error": {"code": ..., "message": ..., ...}}` with an `x-ms-error-code` header carrying the
+//! same code, the way Azure's endpoints answer. The status is chosen by the failure's source: the
+//! client's fault is 4xx, the engine's own errors keep their status, an unreachable or misbehaving
+//! engine is 502/503/504. `status()` and `code()` match every variant without a catch-all arm, so
+//! a new variant forces a decision.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The `api-version` query parameter is absent.
+    #[error("Missing required query parameter: api-version")]
+    MissingApiVersion,
+    /// The `api-version` query parameter names a version this endpoint does not serve.
+    #[error("Unsupported api-version '{given}'. The supported api-versions are: {supported}")]
+    UnsupportedApiVersion { given: String, supported: String },
+    /// The `extra-parameters` header holds a value outside the spec's three.
+    #[error("Invalid value '{given}' for header 'extra-parameters'. Valid values are: 'pass-through', 'drop', 'error'.")]
+    InvalidExtraParametersHeader { given: String },
+    /// The body has fields outside the spec and `extra-parameters` is `error` (or absent).
+    #[error("Extra parameters {names} are not allowed when extra-parameters is not set or set to be 'error'. Set extra-parameters to 'pass-through' to pass to the model.")]
+    ExtraParametersNotAllowed { names: String },
+    /// The body is not valid JSON, not an object, or has a field of the wrong type or value.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// A parameter the spec allows but this model (engine) does not support: the spec's 422.
+    #[error("{message}")]
+    UnsupportedParameter { message: String, param: String },
+    /// The route exists but the model behind it cannot serve it (e.g. image embeddings).
+    #[error("{message}")]
+    OperationNotSupported { message: String },
+    /// No valid key in `api-key` or `Authorization: Bearer`.
+    #[error("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.")]
+    Unauthorized,
+    /// No route has this path.
+    #[error("Resource not found")]
+    NotFound,
+    /// `?model=` names a model the engine does not serve.
+    #[error("The model '{model}' is not served by this endpoint.")]
+    ModelNotFound { model: String },
+    /// The route exists but not for this method.
+    #[error("The requested method '{method}' is not allowed for this resource.")]
+    MethodNotAllowed { method: String },
+    /// The request body is larger than `--max-body-size`.
+    #[error("The request body is too large: the limit is {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    /// The engine could not be reached (connection refused, DNS, TLS, reset before any answer).
+    #[error("The model backend is unreachable: {detail}")]
+    UpstreamUnreachable { detail: String },
+    /// The engine did not answer in time.
+    #[error("The model backend did not answer in time: {detail}")]
+    UpstreamTimeout { detail: String },
+    /// The engine answered with something that is not a valid answer.
+    #[error("The model backend sent an invalid response: {detail}")]
+    UpstreamInvalidResponse { detail: String },
+    /// The engine answered with an error status; its status and message are kept.
+    #[error("{message}")]
+    Upstream {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    /// The engine is loading or down (readiness).
+    #[error("The model backend is not ready: {detail}")]
+    NotReady { detail: String },
+}
+
+impl ApiError {
+    /// Shorthand for a 400 about the request body.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    /// Shorthand for a 400 about one named parameter.
+    pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingApiVersion
+            | ApiError::UnsupportedApiVersion { .. }
+            | ApiError::InvalidExtraParametersHeader { .. }
+            | ApiError::ExtraParametersNotAllowed { .. }
+            | ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedParameter { .. } | ApiError::OperationNotSupported { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound | ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalidResponse { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Upstream { status, .. } => *status,
+            ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The Azure error code carried in the body and in `x-ms-error-code`.
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::MissingApiVersion => "MissingApiVersionParameter",
+            ApiError::UnsupportedApiVersion { .. } => "UnsupportedApiVersion",
+            ApiError::InvalidExtraParametersHeader { .. } => "InvalidHeaderValue",
+            ApiError::ExtraParametersNotAllowed { .. } => "extra_parameters_not_allowed",
+            ApiError::InvalidRequest { .. } => "BadRequest",
+            ApiError::UnsupportedParameter { .. } => "UnsupportedParameter",
+            ApiError::OperationNotSupported { .. } => "OperationNotSupported",
+            ApiError::Unauthorized => "401",
+            ApiError::NotFound => "404",
+            ApiError::ModelNotFound { .. } => "ModelNotFound",
+            ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
+            ApiError::PayloadTooLarge { .. } => "RequestEntityTooLarge",
+            ApiError::UpstreamUnreachable { .. } => "UpstreamUnreachable",
+            ApiError::UpstreamTimeout { .. } => "UpstreamTimeout",
+            ApiError::UpstreamInvalidResponse { .. } => "UpstreamInvalidResponse",
+            ApiError::Upstream { code, .. } => code,
+            ApiError::NotReady { .. } => "ServiceUnavailable",
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            ApiError::InvalidRequest { param, .. } => param.as_deref(),
+            ApiError::UnsupportedParameter { param, .. } => Some(param),
+            _ => None,
+        }
+    }
+
+    /// The JSON body Azure clients parse: `{"error": {"code", "message", "status", "param"?}}`.
+    pub fn body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: String,
+            status: u16,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            param: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            error: Inner<'a>,
+        }
+        let outer = Outer {
+            error: Inner {
+                code: self.code(),
+                message: self.to_string(),
+                status: self.status().as_u16(),
+                param: self.param(),
+            },
+        };
+        // Serialising plain strings and integers into a Vec cannot fail.
+        serde_json::to_vec(&outer).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, self.body()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(code) = HeaderValue::from_str(self.code()) {
+            headers.insert("x-ms-error-code", code);
+        }
+        if let ApiError::NotReady { .. } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_azure_shape_and_header_matches() {
+        let err = ApiError::MissingApiVersion;
+        let v: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(v["error"]["code"], "MissingApiVersionParameter");
+        assert_eq!(v["error"]["status"], 400);
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            resp.headers()["x-ms-error-code"],
+            "MissingApiVersionParameter"
+        );
+    }
+
+    #[test]
+    fn upstream_error_keeps_status_and_message() {
+        let err = ApiError::Upstream {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "429".into(),
+            message: "slow down".into(),
+        };
+        assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+        let v: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(v["error"]["message"], "slow down");
+    }
+}

@@ -1,0 +1,54 @@
+//! azure-openai-proxy: makes an OpenAI-compatible inference engine answer as an Azure AI
+//! endpoint.
+//!
+//! The request's path through the proxy: `routes` (the route table and thin handlers) →
+//! `extract` (query, body, credentials) → `translate` (checks and rewrites, pure) →
+//! `upstream` (the pooled client, engine capabilities, relaying the answer). `error` turns
+//! every failure into Azure's error body in one place.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod translate;
+pub mod upstream;
+
+pub use routes::app;
+
+use config::Config;
+use state::AppState;
+
+/// Binds, serves until SIGTERM or Ctrl-C, and drains. Errors name what failed.
+pub async fn run(config: Config) -> Result<(), String> {
+    let listen = config.listen;
+    let drain = config.shutdown_timeout;
+    let open = config.api_keys.is_empty();
+    let upstream = config.upstream_url.clone();
+    let state = AppState::new(config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("--host/--port: cannot listen on {listen}: {e}"))?;
+    if open {
+        tracing::warn!(
+            "no API key configured: the endpoint is open to anyone who can reach {listen}"
+        );
+    }
+    tracing::info!(%listen, %upstream, "azure-openai-proxy listening");
+    let discovery_state = state.clone();
+    tokio::spawn(async move {
+        match discovery_state.upstream.discover(true).await {
+            Ok(d) => {
+                tracing::info!(engine = d.engine.name(), models = ?d.models.iter().map(|m| &m.id).collect::<Vec<_>>(), "engine found")
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "engine not answering yet; will ask again on first use")
+            }
+        }
+    });
+    server::serve(listener, app(state), server::shutdown_signal(), drain).await;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The platform's probes: liveness (`/health`) and readiness (`/ready`).
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Liveness: 200 whenever the proxy serves.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: 200 only when the engine answers now; 503 (Azure-shaped, with `Retry-After`)
+/// while it loads or is down.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let d = state.upstream.ready().await?;
+    Ok(Json(json!({
+        "status": "ready",
+        "engine": state.config.engine.unwrap_or(d.engine).name(),
+        "models": d.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+    })))
+}

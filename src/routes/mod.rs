@@ -1,0 +1,52 @@
+//! The route table. Every Model Inference route is served at the root and under the `/models/`
+//! and `/api/models/` prefixes that Azure AI Foundry endpoints use (the SDK appends its route to
+//! whatever endpoint it is given).
+
+pub mod health;
+pub mod model_inference;
+
+use axum::http::Method;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::extract::require_key;
+use crate::state::AppState;
+
+const PREFIXES: &[&str] = &["", "/models", "/api/models"];
+
+/// The whole application: routes, Azure-shaped fallbacks, and the layers around them.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready));
+    for prefix in PREFIXES {
+        router = router
+            .route(
+                &format!("{prefix}/chat/completions"),
+                post(model_inference::chat_completions),
+            )
+            .route(
+                &format!("{prefix}/embeddings"),
+                post(model_inference::embeddings),
+            )
+            .route(
+                &format!("{prefix}/images/embeddings"),
+                post(model_inference::image_embeddings),
+            )
+            .route(&format!("{prefix}/info"), get(model_inference::info));
+    }
+    router
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError::MethodNotAllowed {
+                method: method.to_string(),
+            }
+        })
+        // Layers run outermost last-added first: logging sees every request, including the
+        // ones auth refuses; auth runs before any handler touches the body or the engine.
+        .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn(crate::telemetry::log_request))
+        .with_state(state)
+}

@@ -1,0 +1,165 @@
+//! Small checks on raw JSON values: their kind from the first byte, and typed reads of the few
+//! values the proxy needs, with messages that name the field's path.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+
+/// The kind of a JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Object,
+    Array,
+    String,
+    Number,
+    Bool,
+    Null,
+}
+
+impl Kind {
+    /// The kind of an already-validated raw value, read off its first byte.
+    pub fn of(raw: &RawValue) -> Kind {
+        match raw.get().as_bytes().first() {
+            Some(b'{') => Kind::Object,
+            Some(b'[') => Kind::Array,
+            Some(b'"') => Kind::String,
+            Some(b't' | b'f') => Kind::Bool,
+            Some(b'n') => Kind::Null,
+            _ => Kind::Number,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Object => "an object",
+            Kind::Array => "an array",
+            Kind::String => "a string",
+            Kind::Number => "a number",
+            Kind::Bool => "a boolean",
+            Kind::Null => "null",
+        }
+    }
+}
+
+/// A 400 saying that `path` should be `expected` but is of another kind.
+pub fn wrong_kind(path: &str, expected: &str, raw: &RawValue) -> ApiError {
+    ApiError::invalid_param(
+        path,
+        format!(
+            "Invalid type for '{path}': expected {expected}, but got {}.",
+            Kind::of(raw).name()
+        ),
+    )
+}
+
+/// Checks that `raw` is one of `kinds`.
+pub fn expect_kind(path: &str, raw: &RawValue, kinds: &[Kind]) -> Result<(), ApiError> {
+    let k = Kind::of(raw);
+    if kinds.contains(&k) {
+        return Ok(());
+    }
+    let expected: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    Err(wrong_kind(path, &expected.join(" or "), raw))
+}
+
+/// Reads a JSON string (escapes decoded).
+pub fn string<'a>(path: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, ApiError> {
+    expect_kind(path, raw, &[Kind::String])?;
+    Cow::<'a, str>::deserialize(raw).map_err(|_| wrong_kind(path, "a string", raw))
+}
+
+/// Reads a string that must be one of `allowed`.
+pub fn one_of<'a>(
+    path: &str,
+    raw: &'a RawValue,
+    allowed: &[&str],
+) -> Result<Cow<'a, str>, ApiError> {
+    let s = string(path, raw)?;
+    if allowed.contains(&s.as_ref()) {
+        return Ok(s);
+    }
+    let list: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
+    Err(ApiError::invalid_param(
+        path,
+        format!(
+            "Invalid value for '{path}': '{}'. Supported values are: {}.",
+            s.chars().take(64).collect::<String>(),
+            list.join(", ")
+        ),
+    ))
+}
+
+/// Reads the elements of an array as raw values.
+pub fn array<'a>(path: &str, raw: &'a RawValue) -> Result<Vec<&'a RawValue>, ApiError> {
+    expect_kind(path, raw, &[Kind::Array])?;
+    Vec::<&'a RawValue>::deserialize(raw).map_err(|_| wrong_kind(path, "an array", raw))
+}
+
+/// Reads the fields of an object as (name, raw value) pairs in order.
+pub fn object<'a>(
+    path: &str,
+    raw: &'a RawValue,
+) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>, ApiError> {
+    expect_kind(path, raw, &[Kind::Object])?;
+    let map = crate::translate::body::JsonBody::parse(raw.get().as_bytes())
+        .map_err(|_| wrong_kind(path, "an object", raw))?;
+    Ok(map.into_fields())
+}
+
+/// Checks that `raw` is an integer (no fraction or exponent) within `min..=max`.
+pub fn integer(path: &str, raw: &RawValue, min: i64, max: i64) -> Result<i64, ApiError> {
+    let value = i64::deserialize(raw).ok();
+    match value {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(v) => Err(ApiError::invalid_param(
+            path,
+            format!("Invalid value for '{path}': {v}. It must be between {min} and {max}."),
+        )),
+        None => Err(wrong_kind(path, "an integer", raw)),
+    }
+}
+
+/// The value of a field in an object read by [`object`].
+pub fn field<'a>(fields: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| *v)
+        .filter(|v| Kind::of(v) != Kind::Null)
+}
+
+/// A 400 for a required field that is missing.
+pub fn missing(path: &str) -> ApiError {
+    ApiError::invalid_param(path, format!("Missing required field '{path}'."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn kinds_and_messages() {
+        assert_eq!(Kind::of(&raw("-1.5e3")), Kind::Number);
+        assert_eq!(Kind::of(&raw("false")), Kind::Bool);
+        let err = expect_kind("x.y", &raw("[]"), &[Kind::String, Kind::Null]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid type for 'x.y': expected a string or null, but got an array."
+        );
+        assert_eq!(integer("n", &raw("3"), 0, 5).unwrap(), 3);
+        assert!(integer("n", &raw("3.5"), 0, 5).is_err());
+        assert!(integer("n", &raw("9"), 0, 5).is_err());
+        assert_eq!(string("s", &raw(r#""a\nb""#)).unwrap(), "a\nb");
+        assert!(one_of("t", &raw(r#""x""#), &["a", "b"])
+            .unwrap_err()
+            .to_string()
+            .contains("'a', 'b'"));
+    }
+}

@@ -1,0 +1,257 @@
+//! Server-sent events from an engine, normalised into the form every Azure client parses.
+//!
+//! The azure-ai-inference SDK accepts only `data: <payload>` lines separated by `\n`: a comment
+//! (TGI's keep-alives), an `event:` or `id:` line, `data:` without the space, or CRLF endings make
+//! it raise. This is a pure state machine: bytes in, whole normalised events out. Complete events
+//! leave as soon as their closing blank line arrives; only an unfinished line is held, so no chunk
+//! is held back and every output chunk is whole lines of whole UTF-8 characters.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The final event of every stream.
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Normalises one SSE stream.
+#[derive(Debug, Default)]
+pub struct SseNormalizer {
+    /// An unfinished line (no line ending seen yet).
+    line: Vec<u8>,
+    /// The data of the event being read (lines joined with a space: JSON treats it as
+    /// whitespace, and a newline would split the event for clients).
+    data: Vec<u8>,
+    /// Whether the current event has any `data` field.
+    has_data: bool,
+    /// The previous byte was `\r`, so a following `\n` belongs to the same line ending.
+    after_cr: bool,
+    /// `[DONE]` has been sent; everything after it is dropped.
+    done: bool,
+}
+
+impl SseNormalizer {
+    /// A normaliser at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the stream's `[DONE]` has been sent.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Feeds bytes from the engine; returns what can be sent to the client now (maybe empty).
+    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        let mut rest = chunk;
+        while !rest.is_empty() && !self.done {
+            if self.after_cr {
+                self.after_cr = false;
+                if rest[0] == b'\n' {
+                    rest = &rest[1..];
+                    continue;
+                }
+            }
+            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(end) => {
+                    self.line.extend_from_slice(&rest[..end]);
+                    self.after_cr = rest[end] == b'\r';
+                    rest = &rest[end + 1..];
+                    let line = std::mem::take(&mut self.line);
+                    self.end_line(&line, &mut out);
+                    self.line = line;
+                    self.line.clear();
+                }
+                None => {
+                    self.line.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
+        }
+        out.freeze()
+    }
+
+    /// The engine's stream ended: flush a last unterminated event and close with `[DONE]`.
+    pub fn finish(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        if !self.done {
+            if !self.line.is_empty() {
+                let line = std::mem::take(&mut self.line);
+                self.end_line(&line, &mut out);
+            }
+            self.dispatch(&mut out);
+            if !self.done {
+                out.put_slice(DONE);
+                self.done = true;
+            }
+        }
+        out.freeze()
+    }
+
+    /// A terminal error event (in the `{"error": ...}` shape clients read) followed by `[DONE]`.
+    pub fn error_event(&mut self, error_json: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(error_json.len() + 24);
+        if !self.done {
+            out.put_slice(b"data: ");
+            out.put_slice(error_json);
+            out.put_slice(b"\n\n");
+            out.put_slice(DONE);
+            self.done = true;
+        }
+        out.freeze()
+    }
+
+    fn end_line(&mut self, line: &[u8], out: &mut BytesMut) {
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        if line[0] == b':' {
+            return; // a comment, e.g. a keep-alive
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        if name == b"data" {
+            if self.has_data {
+                self.data.push(b' ');
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
+        }
+        // `event`, `id`, `retry` and unknown fields carry nothing the clients use.
+    }
+
+    fn dispatch(&mut self, out: &mut BytesMut) {
+        if !self.has_data {
+            return;
+        }
+        self.has_data = false;
+        let data = trim(&self.data);
+        if data == b"[DONE]" {
+            out.put_slice(DONE);
+            self.done = true;
+        } else if !data.is_empty() {
+            out.reserve(data.len() + 8);
+            out.put_slice(b"data: ");
+            out.put_slice(data);
+            out.put_slice(b"\n\n");
+        }
+        self.data.clear();
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Vec<Bytes>, Bytes) {
+        let mut n = SseNormalizer::new();
+        let outs = chunks.iter().map(|c| n.push(c)).collect();
+        (outs, n.finish())
+    }
+
+    fn joined(chunks: &[&[u8]]) -> String {
+        let (outs, fin) = run(chunks);
+        let mut s: Vec<u8> = outs.iter().flat_map(|b| b.to_vec()).collect();
+        s.extend_from_slice(&fin);
+        String::from_utf8(s).unwrap()
+    }
+
+    #[test]
+    fn standard_stream_passes_unchanged_and_event_by_event() {
+        let (outs, fin) = run(&[
+            b"data: {\"a\":1}\n\n",
+            b"data: {\"a\":2}\n\n",
+            b"data: [DONE]\n\n",
+        ]);
+        assert_eq!(&outs[0][..], b"data: {\"a\":1}\n\n");
+        assert_eq!(&outs[1][..], b"data: {\"a\":2}\n\n");
+        assert_eq!(&outs[2][..], DONE);
+        assert!(fin.is_empty());
+    }
+
+    #[test]
+    fn normalises_what_engines_send() {
+        // TGI: no space after "data:", keep-alive comments; CRLF endings; event lines.
+        let s = joined(&[
+            b": keep-alive\n\n",
+            b"data:{\"a\":1}\r\n\r\n",
+            b"event: message\nid: 7\ndata: {\"a\":2}\n\n",
+            b"retry: 100\n\n:\n\n",
+            b"data: {\"a\":3}\r\r",
+        ]);
+        assert_eq!(
+            s,
+            "data: {\"a\":1}\n\ndata: {\"a\":2}\n\ndata: {\"a\":3}\n\ndata: [DONE]\n\n"
+        );
+    }
+
+    #[test]
+    fn split_anywhere_gives_the_same_output_in_whole_events() {
+        let src =
+            "data: {\"t\":\"héllo\"}\r\n\r\n: ping\n\ndata: {\"t\":\"wörld\"}\n\ndata: [DONE]\n\n";
+        let bytes = src.as_bytes();
+        for cut in 0..bytes.len() {
+            let (outs, fin) = run(&[&bytes[..cut], &bytes[cut..]]);
+            for o in outs.iter().chain(std::iter::once(&fin)) {
+                assert!(std::str::from_utf8(o).is_ok());
+                assert!(o.is_empty() || o.ends_with(b"\n\n"));
+            }
+            let all: Vec<u8> = outs
+                .iter()
+                .flat_map(|b| b.to_vec())
+                .chain(fin.to_vec())
+                .collect();
+            assert_eq!(
+                String::from_utf8(all).unwrap(),
+                "data: {\"t\":\"héllo\"}\n\ndata: {\"t\":\"wörld\"}\n\ndata: [DONE]\n\n",
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn done_is_added_once_and_nothing_follows_it() {
+        assert_eq!(joined(&[b"data: {}\n\n"]), "data: {}\n\ndata: [DONE]\n\n");
+        assert_eq!(
+            joined(&[b"data: [DONE]\n\ndata: {}\n\n"]),
+            "data: [DONE]\n\n"
+        );
+        assert_eq!(
+            joined(&[b"data: {\"x\":1}"]),
+            "data: {\"x\":1}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(joined(&[]), "data: [DONE]\n\n");
+        assert_eq!(
+            joined(&[b"data: {\"a\":\ndata: 1}\n\n"]),
+            "data: {\"a\": 1}\n\ndata: [DONE]\n\n"
+        );
+    }
+
+    #[test]
+    fn error_event_ends_the_stream() {
+        let mut n = SseNormalizer::new();
+        let _ = n.push(b"data: {}\n\n");
+        let e = n.error_event(b"{\"error\":{\"code\":\"x\"}}");
+        assert_eq!(
+            &e[..],
+            b"data: {\"error\":{\"code\":\"x\"}}\n\ndata: [DONE]\n\n"
+        );
+        assert!(n.finish().is_empty());
+    }
+}

@@ -1,0 +1,123 @@
+//! What each engine can do, as data, and how the proxy recognises the engine it talks to.
+
+use std::fmt;
+
+/// The engines the proxy knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Vllm,
+    Tgi,
+    Sglang,
+    Tei,
+    LlamaCpp,
+    LlamaCppPython,
+    /// Any other OpenAI-compatible server: only the common routes are assumed.
+    Generic,
+}
+
+/// One engine's capabilities that change what the proxy sends or answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether `/v1/models` exists (TEI has only `/info`).
+    pub models_route: bool,
+    /// Whether `/v1/embeddings` accepts `dimensions`.
+    pub dimensions: bool,
+    /// Whether `/v1/embeddings` accepts `input_type`.
+    pub input_type: bool,
+    /// Whether `/v1/embeddings` takes chat-style `messages` with images (image embeddings).
+    pub image_embeddings: bool,
+}
+
+impl Engine {
+    /// The engine's capabilities.
+    pub fn capabilities(self) -> Capabilities {
+        let base = Capabilities {
+            models_route: true,
+            dimensions: false,
+            input_type: false,
+            image_embeddings: false,
+        };
+        match self {
+            Engine::Vllm => Capabilities {
+                dimensions: true,
+                image_embeddings: true,
+                ..base
+            },
+            Engine::Tei => Capabilities {
+                models_route: false,
+                dimensions: true,
+                ..base
+            },
+            Engine::Tgi
+            | Engine::Sglang
+            | Engine::LlamaCpp
+            | Engine::LlamaCppPython
+            | Engine::Generic => base,
+        }
+    }
+
+    /// A display name, also used as the provider of last resort in `/info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Vllm => "vLLM",
+            Engine::Tgi => "TGI",
+            Engine::Sglang => "SGLang",
+            Engine::Tei => "TEI",
+            Engine::LlamaCpp => "llama.cpp",
+            Engine::LlamaCppPython => "llama-cpp-python",
+            Engine::Generic => "OpenAI-compatible engine",
+        }
+    }
+
+    /// Recognises the engine from its `/v1/models` `owned_by` and its `server` header.
+    pub fn detect(owned_by: Option<&str>, server_header: Option<&str>) -> Engine {
+        match owned_by.map(str::to_ascii_lowercase).as_deref() {
+            Some("vllm") => return Engine::Vllm,
+            Some("sglang") => return Engine::Sglang,
+            Some("llamacpp") => return Engine::LlamaCpp,
+            _ => {}
+        }
+        let server = server_header
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        if server.contains("llama.cpp") {
+            Engine::LlamaCpp
+        } else if owned_by == Some("me") && server.contains("uvicorn") {
+            // llama-cpp-python's server lists its models as owned by "me".
+            Engine::LlamaCppPython
+        } else {
+            Engine::Generic
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection() {
+        assert_eq!(Engine::detect(Some("vllm"), None), Engine::Vllm);
+        assert_eq!(
+            Engine::detect(Some("sglang"), Some("uvicorn")),
+            Engine::Sglang
+        );
+        assert_eq!(Engine::detect(Some("llamacpp"), None), Engine::LlamaCpp);
+        assert_eq!(
+            Engine::detect(Some("me"), Some("uvicorn")),
+            Engine::LlamaCppPython
+        );
+        assert_eq!(
+            Engine::detect(Some("someone"), Some("nginx")),
+            Engine::Generic
+        );
+        assert!(Engine::Vllm.capabilities().image_embeddings);
+        assert!(!Engine::Tei.capabilities().models_route);
+    }
+}

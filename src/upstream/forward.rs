@@ -1,0 +1,92 @@
+//! Sending the engine's answer back to the client as it arrives: JSON bodies pass through as
+//! bytes, event streams go through the SSE normaliser chunk by chunk. Nothing is buffered, and
+//! when the client goes away the response body is dropped, which drops the engine's connection
+//! and so stops the generation.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::error::ApiError;
+use crate::translate::sse::SseNormalizer;
+use crate::upstream::client::describe;
+
+/// Whether the engine answered with an event stream.
+pub fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+/// The client's response for an engine answer: normalised SSE or the body as it comes.
+pub fn relay(response: reqwest::Response) -> Response {
+    if is_event_stream(&response) {
+        return sse_response(normalise(response.bytes_stream()));
+    }
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
+    *out.status_mut() = status;
+    out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    out
+}
+
+/// A 200 event-stream response around `stream`.
+pub fn sse_response<S>(stream: S) -> Response
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    let mut out = Response::new(Body::from_stream(stream));
+    *out.status_mut() = StatusCode::OK;
+    let h = out.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    out
+}
+
+/// Normalises an engine's event stream; a failure mid-stream ends it with an error event and
+/// `[DONE]`, so clients finish cleanly instead of hanging.
+pub fn normalise<S>(upstream: S) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+{
+    futures_util::stream::unfold(Some((upstream, SseNormalizer::new())), |state| async move {
+        let (mut upstream, mut sse) = state?;
+        loop {
+            match upstream.next().await {
+                Some(Ok(chunk)) => {
+                    let out = sse.push(&chunk);
+                    if sse.is_done() {
+                        return Some((Ok(out), None));
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(out), Some((upstream, sse))));
+                    }
+                }
+                Some(Err(e)) => {
+                    let err = ApiError::UpstreamInvalidResponse {
+                        detail: format!("the stream broke off: {}", describe(&e)),
+                    };
+                    tracing::warn!(error = %err, "engine stream failed");
+                    return Some((Ok(sse.error_event(&err.body())), None));
+                }
+                None => {
+                    let out = sse.finish();
+                    return (!out.is_empty()).then_some((Ok(out), None));
+                }
+            }
+        }
+    })
+}

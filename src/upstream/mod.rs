@@ -1,0 +1,6 @@
+//! Everything about the engine: the pooled client, what each engine can do, and relaying its
+//! answers back.
+
+pub mod client;
+pub mod engines;
+pub mod forward;
