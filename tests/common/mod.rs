@@ -106,6 +106,8 @@ pub struct Mock {
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
     gate: Arc<Notify>,
+    /// Notified when a client of a streamed answer went away before the stream's end.
+    pub stream_cancelled: Arc<Notify>,
 }
 
 impl Mock {
@@ -117,6 +119,7 @@ impl Mock {
             received: Arc::default(),
             behaviour: Arc::new(Mutex::new(behaviour)),
             gate: Arc::new(Notify::new()),
+            stream_cancelled: Arc::new(Notify::new()),
         };
         let app = Router::new()
             .route("/v1/models", get(answer))
@@ -185,6 +188,7 @@ async fn answer(State(mock): State<Mock>, request: Request) -> Response {
             .into_response(),
         Reply::Stream { chunks, gate } => {
             let gate_notify = mock.gate.clone();
+            let cancelled = mock.stream_cancelled.clone();
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
             tokio::spawn(async move {
                 for (i, c) in chunks.into_iter().enumerate() {
@@ -192,6 +196,7 @@ async fn answer(State(mock): State<Mock>, request: Request) -> Response {
                         gate_notify.notified().await;
                     }
                     if tx.send(Ok(Bytes::from(c))).await.is_err() {
+                        cancelled.notify_one();
                         return;
                     }
                 }

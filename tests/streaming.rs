@@ -1,0 +1,173 @@
+//! Event streams: forwarded chunk by chunk, normalised, always ended, cancelled with the client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+
+const STREAM_CHAT: &str = r#"{"messages":[{"role":"user","content":"Hi"}],"stream":true}"#;
+
+#[tokio::test]
+async fn first_chunk_arrives_before_the_engine_sends_the_last() {
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Stream {
+            chunks: vec![chunk("one"), chunk("two"), "data: [DONE]\n\n".into()],
+            gate: Some(1),
+        },
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let r = proxy
+        .post(&format!("/chat/completions?api-version={V}"), STREAM_CHAT)
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut body = r.bytes_stream();
+    // The engine is holding the rest until released: this read can only succeed unbuffered.
+    let first = tokio::time::timeout(Duration::from_secs(5), body.next())
+        .await
+        .expect("first chunk must arrive while the engine still holds the rest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::str::from_utf8(&first).unwrap(), chunk("one"));
+    mock.release();
+    let mut rest = Vec::new();
+    while let Some(c) = body.next().await {
+        rest.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(
+        String::from_utf8(rest).unwrap(),
+        format!("{}data: [DONE]\n\n", chunk("two"))
+    );
+}
+
+#[tokio::test]
+async fn engine_quirks_are_normalised_for_the_sdk() {
+    // TGI-style: no space after "data:", keep-alive comments, CRLF, event lines, and no [DONE].
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Stream {
+            chunks: vec![
+                ": keep-alive\n\n".into(),
+                "data:{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\r\n\r\n".into(),
+                "event: message\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n".into(),
+                ":\n\n".into(),
+            ],
+            gate: None,
+        },
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let r = proxy
+        .post(&format!("/chat/completions?api-version={V}"), STREAM_CHAT)
+        .await;
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        text,
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n\
+         data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n\
+         data: [DONE]\n\n"
+    );
+}
+
+#[tokio::test]
+async fn engine_breaking_off_mid_stream_ends_with_an_error_event() {
+    let mock = Mock::start(Behaviour {
+        chat: Reply::BreakAfter(chunk("partial")),
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let r = proxy
+        .post(&format!("/chat/completions?api-version={V}"), STREAM_CHAT)
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(10), r.text())
+        .await
+        .unwrap()
+        .unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 3, "{text}");
+    assert_eq!(format!("{}\n\n", events[0]), chunk("partial"));
+    let err: serde_json::Value =
+        serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(err["error"]["code"], "UpstreamInvalidResponse");
+    assert_eq!(events[2], "data: [DONE]");
+}
+
+#[tokio::test]
+async fn client_disconnect_closes_the_engine_stream() {
+    let mut chunks = vec![chunk("one")];
+    chunks.extend((0..50).map(|i| chunk(&format!("more {i}"))));
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Stream {
+            chunks,
+            gate: Some(1),
+        },
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let r = proxy
+        .post(&format!("/chat/completions?api-version={V}"), STREAM_CHAT)
+        .await;
+    let mut body = r.bytes_stream();
+    let _ = body.next().await;
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    mock.release();
+    // The engine must see the close: its stream fails to send within a few chunks.
+    tokio::time::timeout(Duration::from_secs(5), mock.stream_cancelled.notified())
+        .await
+        .expect("the engine's stream is closed when the client goes away");
+    mock.set(|b| b.chat = json(200, CHAT_ANSWER));
+    assert_eq!(
+        proxy
+            .post(&format!("/chat/completions?api-version={V}"), CHAT)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_open_stream_finish() {
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Stream {
+            chunks: vec![chunk("one"), chunk("two"), "data: [DONE]\n\n".into()],
+            gate: Some(1),
+        },
+        ..Behaviour::default()
+    })
+    .await;
+    let mut proxy = Proxy::before(&mock, &["--shutdown-timeout", "10"]).await;
+    let r = proxy
+        .post(&format!("/chat/completions?api-version={V}"), STREAM_CHAT)
+        .await;
+    let mut body = r.bytes_stream();
+    let _ = body.next().await.unwrap().unwrap();
+    proxy.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // New connections are refused while the open stream drains.
+    let refused = reqwest::Client::new()
+        .get(proxy.url("/health"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "listener closed after shutdown");
+    mock.release();
+    let mut rest = Vec::new();
+    while let Some(c) = body.next().await {
+        rest.extend_from_slice(&c.unwrap());
+    }
+    assert!(String::from_utf8(rest)
+        .unwrap()
+        .ends_with("data: [DONE]\n\n"));
+    tokio::time::timeout(Duration::from_secs(5), proxy.done.take().unwrap())
+        .await
+        .expect("server exits once the stream is done")
+        .unwrap();
+}
