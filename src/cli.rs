@@ -25,6 +25,10 @@ pub struct Args {
     #[arg(long, env = "AOP_UPSTREAM_URL", conflicts_with_all = ["upstream_host", "upstream_port"])]
     pub upstream_url: Option<String>,
 
+    /// TOML file declaring several engines, their replicas and deployments (see README).
+    #[arg(long, env = "AOP_CONFIG", conflicts_with_all = ["upstream_url", "upstream_host", "upstream_port", "upstream_api_key"])]
+    pub config: Option<PathBuf>,
+
     /// Engine host (for existing entrypoints; --upstream-url is preferred).
     #[arg(long, env = "AOP_UPSTREAM_HOST")]
     pub upstream_host: Option<String>,

@@ -10,21 +10,47 @@ use crate::translate::extra_params::ExtraParams;
 use crate::translate::info::ModelType;
 use crate::upstream::engines::Engine;
 
+/// One engine (with its replicas) the proxy forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Name used by deployments and in logs.
+    pub name: String,
+    /// Base URLs of the replicas, without a trailing slash or `/v1`.
+    pub urls: Vec<String>,
+    /// Bearer key for the engine.
+    pub api_key: Option<String>,
+    /// The engine, if configured rather than detected.
+    pub engine: Option<Engine>,
+}
+
+/// A deployment declared in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentConfig {
+    /// The name clients use (in the path or in `model`).
+    pub name: String,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    /// The model name the engine knows.
+    pub model: String,
+    /// The model's type, when declared.
+    pub model_type: Option<ModelType>,
+}
+
 /// The checked configuration the proxy runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the proxy listens.
     pub listen: SocketAddr,
-    /// Engine base URL without a trailing slash, e.g. `http://127.0.0.1:8080`.
-    pub upstream_url: String,
-    /// The engine, if configured rather than detected.
-    pub engine: Option<Engine>,
+    /// The engines; one from the command line, or several from `--config`.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Declared deployments; empty means every model an engine lists is a deployment.
+    pub deployments: Vec<DeploymentConfig>,
     /// Keys clients may present; empty means an open endpoint.
     pub api_keys: Vec<String>,
-    /// Bearer key for the engine.
-    pub upstream_api_key: Option<String>,
-    /// Accepted api-version values.
+    /// Accepted api-version values on the Model Inference routes.
     pub api_versions: ApiVersions,
+    /// Accepted api-version values on the Azure OpenAI routes.
+    pub openai_api_versions: ApiVersions,
     /// Behaviour when a request has no `extra-parameters` header.
     pub extra_parameters_default: ExtraParams,
     /// Overrides for /info and the filled-in `model`.
@@ -41,7 +67,30 @@ pub struct Config {
 impl Config {
     /// Checks `args`; the error names the offending flag.
     pub fn from_args(args: Args) -> Result<Self, String> {
-        let upstream_url = upstream_url(&args)?;
+        let (upstreams, deployments) = match &args.config {
+            Some(path) => crate::config_file::load(path)?,
+            None => {
+                let upstream_api_key = args
+                    .upstream_api_key
+                    .clone()
+                    .filter(|k| !k.trim().is_empty());
+                if let Some(key) = &upstream_api_key {
+                    if key.chars().any(|c| c.is_control()) {
+                        return Err(
+                            "--upstream-api-key: the key must not contain control characters"
+                                .into(),
+                        );
+                    }
+                }
+                let upstream = UpstreamConfig {
+                    name: "default".into(),
+                    urls: vec![upstream_url(&args)?],
+                    api_key: upstream_api_key,
+                    engine: engine(args.engine),
+                };
+                (vec![upstream], Vec::new())
+            }
+        };
         let mut api_keys: Vec<String> = args
             .api_keys
             .iter()
@@ -90,6 +139,7 @@ impl Config {
         }
 
         let mut api_versions = ApiVersions::published();
+        let mut openai_api_versions = ApiVersions::azure_openai();
         for v in &args.api_versions {
             let v = v.trim();
             if v.is_empty() {
@@ -104,6 +154,7 @@ impl Config {
                 ));
             }
             api_versions.add(v);
+            openai_api_versions.add(v);
         }
 
         let upstream_api_key = args.upstream_api_key.filter(|k| !k.trim().is_empty());
@@ -124,11 +175,11 @@ impl Config {
 
         Ok(Config {
             listen: SocketAddr::new(ip, args.port),
-            upstream_url,
-            engine: engine(args.engine),
+            upstreams,
+            deployments,
             api_keys,
-            upstream_api_key,
             api_versions,
+            openai_api_versions,
             extra_parameters_default: match args.extra_parameters_default {
                 ExtraParamsArg::Error => ExtraParams::Error,
                 ExtraParamsArg::Drop => ExtraParams::Drop,
@@ -196,16 +247,20 @@ fn upstream_url(args: &Args) -> Result<String, String> {
     } else {
         "--upstream-host/--upstream-port"
     };
-    let parsed = reqwest::Url::parse(&url).map_err(|e| {
-        format!("{flag}: '{url}' is not a URL ({e}); expected e.g. http://127.0.0.1:8080")
-    })?;
+    base_url(&url).map_err(|e| format!("{flag}: {e}"))
+}
+
+/// Checks an engine base URL and normalises it: no trailing slash, no `/v1` suffix.
+pub fn base_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("'{url}' is not a URL ({e}); expected e.g. http://127.0.0.1:8080"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(format!(
-            "{flag}: '{url}' must be an http:// or https:// URL with a host"
+            "'{url}' must be an http:// or https:// URL with a host"
         ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{flag}: '{url}' must not have a query or fragment"));
+        return Err(format!("'{url}' must not have a query or fragment"));
     }
     // The engine's routes are /v1/...; accept a base given with or without that suffix.
     let mut base = parsed.as_str().trim_end_matches('/').to_owned();
@@ -240,11 +295,12 @@ mod tests {
 
     #[test]
     fn upstream_forms() {
-        assert_eq!(config(&[]).unwrap().upstream_url, "http://127.0.0.1:8080");
+        let url = |c: Config| c.upstreams[0].urls[0].clone();
+        assert_eq!(url(config(&[]).unwrap()), "http://127.0.0.1:8080");
         let c = config(&["--upstream-url", "http://engine:8000/v1/"]).unwrap();
-        assert_eq!(c.upstream_url, "http://engine:8000");
+        assert_eq!(url(c), "http://engine:8000");
         let c = config(&["--upstream-host", "10.0.0.2", "--upstream-port", "81"]).unwrap();
-        assert_eq!(c.upstream_url, "http://10.0.0.2:81");
+        assert_eq!(url(c), "http://10.0.0.2:81");
         let err = config(&["--upstream-url", "ftp://x"]).unwrap_err();
         assert!(err.contains("--upstream-url"), "{err}");
         let err = config(&["--upstream-url", "not a url"]).unwrap_err();

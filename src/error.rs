@@ -20,6 +20,12 @@ pub enum ApiError {
     /// The `api-version` query parameter names a version this endpoint does not serve.
     #[error("Unsupported api-version '{given}'. The supported api-versions are: {supported}")]
     UnsupportedApiVersion { given: String, supported: String },
+    /// Azure OpenAI's answer to an api-version it does not serve.
+    #[error("API version not supported")]
+    ApiVersionNotSupported,
+    /// An Azure OpenAI deployment (or v1 `model`) the proxy does not serve.
+    #[error("The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.")]
+    DeploymentNotFound { deployment: String },
     /// The `extra-parameters` header holds a value outside the spec's three.
     #[error("Invalid value '{given}' for header 'extra-parameters'. Valid values are: 'pass-through', 'drop', 'error'.")]
     InvalidExtraParametersHeader { given: String },
@@ -98,10 +104,11 @@ impl ApiError {
             | ApiError::UnsupportedApiVersion { .. }
             | ApiError::InvalidExtraParametersHeader { .. }
             | ApiError::ExtraParametersNotAllowed { .. }
-            | ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedParameter { .. } | ApiError::OperationNotSupported { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | ApiError::InvalidRequest { .. }
+            | ApiError::ApiVersionNotSupported
+            | ApiError::OperationNotSupported { .. } => StatusCode::BAD_REQUEST,
+            ApiError::DeploymentNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound | ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -120,6 +127,8 @@ impl ApiError {
         match self {
             ApiError::MissingApiVersion => "MissingApiVersionParameter",
             ApiError::UnsupportedApiVersion { .. } => "UnsupportedApiVersion",
+            ApiError::ApiVersionNotSupported => "BadRequest",
+            ApiError::DeploymentNotFound { .. } => "DeploymentNotFound",
             ApiError::InvalidExtraParametersHeader { .. } => "InvalidHeaderValue",
             ApiError::ExtraParametersNotAllowed { .. } => "extra_parameters_not_allowed",
             ApiError::InvalidRequest { .. } => "BadRequest",

@@ -8,8 +8,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod extract;
+pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -27,7 +29,11 @@ pub async fn run(config: Config) -> Result<(), String> {
     let listen = config.listen;
     let drain = config.shutdown_timeout;
     let open = config.api_keys.is_empty();
-    let upstream = config.upstream_url.clone();
+    let upstreams: Vec<String> = config
+        .upstreams
+        .iter()
+        .flat_map(|u| u.urls.clone())
+        .collect();
     let state = AppState::new(config)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -37,18 +43,22 @@ pub async fn run(config: Config) -> Result<(), String> {
             "no API key configured: the endpoint is open to anyone who can reach {listen}"
         );
     }
-    tracing::info!(%listen, %upstream, "azure-openai-proxy listening");
-    let discovery_state = state.clone();
-    tokio::spawn(async move {
-        match discovery_state.upstream.discover(true).await {
-            Ok(d) => {
-                tracing::info!(engine = d.engine.name(), models = ?d.models.iter().map(|m| &m.id).collect::<Vec<_>>(), "engine found")
+    tracing::info!(%listen, ?upstreams, "azure-openai-proxy listening");
+    for upstream in state.pool.upstreams() {
+        let upstream = std::sync::Arc::clone(upstream);
+        tokio::spawn(async move {
+            match upstream.discover(true).await {
+                Ok(d) => {
+                    let models: Vec<&str> = d.models.iter().map(|m| m.id.as_str()).collect();
+                    tracing::info!(upstream = %upstream.name, engine = d.engine.name(), ?models, "engine found");
+                }
+                Err(e) => {
+                    tracing::info!(upstream = %upstream.name, error = %e, "engine not answering yet; will ask again on first use");
+                }
             }
-            Err(e) => {
-                tracing::info!(error = %e, "engine not answering yet; will ask again on first use")
-            }
-        }
-    });
+        });
+    }
+    state.pool.spawn_health_checks();
     server::serve(listener, app(state), server::shutdown_signal(), drain).await;
     Ok(())
 }

@@ -9,7 +9,12 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn engine_errors_keep_status_and_message() {
-    let mock = Mock::start(Behaviour::default()).await;
+    // A chat engine: it refuses embeddings, as vLLM does for a generative model.
+    let mock = Mock::start(Behaviour {
+        embeddings: refusal(),
+        ..Behaviour::default()
+    })
+    .await;
     let proxy = Proxy::before(&mock, &[]).await;
     let cases = [
         (
@@ -326,7 +331,7 @@ async fn image_embeddings_where_the_engine_has_them() {
         )
         .await;
     let (status, code, msg) = azure_error(r).await;
-    assert_eq!((status, code.as_str()), (422, "OperationNotSupported"));
+    assert_eq!((status, code.as_str()), (400, "OperationNotSupported"));
     assert!(msg.contains("image embeddings"), "{msg}");
 
     let proxy = Proxy::before(&mock, &["--engine", "vllm"]).await;
@@ -350,4 +355,50 @@ async fn image_embeddings_where_the_engine_has_them() {
     );
     assert_eq!(first["messages"][0]["content"][1]["text"], "a cat");
     assert_eq!(first["model"], "meta-llama/Llama-3.1-8B-Instruct");
+}
+
+#[tokio::test]
+async fn operation_on_the_wrong_kind_of_model_is_explained() {
+    // A chat engine refuses embeddings: the client hears why, in Azure's words.
+    let mock = Mock::start(Behaviour {
+        embeddings: refusal(),
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let (status, code, msg) = azure_error(embed(&proxy, json!({"input": "x"})).await).await;
+    assert_eq!((status, code.as_str()), (400, "OperationNotSupported"));
+    assert!(msg.contains("embeddings operation does not work"), "{msg}");
+    // A declared type refuses before the engine is asked.
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &["--model-type", "embeddings"]).await;
+    let _ = mock.received();
+    let (status, _, msg) = azure_error(
+        proxy
+            .post(&format!("/chat/completions?api-version={V}"), CHAT)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{msg}");
+    assert!(msg.contains("chatCompletion operation"), "{msg}");
+    assert!(mock.received_on("/v1/chat/completions").is_empty());
+    // An engine serving both kinds for one model is never refused.
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    assert_eq!(
+        proxy
+            .post(&format!("/chat/completions?api-version={V}"), CHAT)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(embed(&proxy, json!({"input": "x"})).await.status(), 200);
+}
+
+/// How vLLM refuses embeddings for a generative model.
+fn refusal() -> Reply {
+    json(
+        400,
+        r#"{"object":"error","message":"The model does not support Embeddings API","type":"BadRequestError","code":400}"#,
+    )
 }

@@ -14,11 +14,16 @@ pub async fn health() -> Json<Value> {
 
 /// Readiness: 200 only when the engine answers now; 503 (Azure-shaped, with `Retry-After`)
 /// while it loads or is down.
+/// With several upstreams, every one must answer.
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let d = state.upstream.ready().await?;
-    Ok(Json(json!({
-        "status": "ready",
-        "engine": state.config.engine.unwrap_or(d.engine).name(),
-        "models": d.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
-    })))
+    let mut upstreams = Vec::new();
+    for upstream in state.pool.upstreams() {
+        let d = upstream.ready().await?;
+        upstreams.push(json!({
+            "name": upstream.name,
+            "engine": d.engine.name(),
+            "models": d.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Json(json!({"status": "ready", "upstreams": upstreams})))
 }

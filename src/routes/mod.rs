@@ -2,6 +2,7 @@
 //! and `/api/models/` prefixes that Azure AI Foundry endpoints use (the SDK appends its route to
 //! whatever endpoint it is given).
 
+pub mod azure_openai;
 pub mod health;
 pub mod model_inference;
 
@@ -37,6 +38,37 @@ pub fn app(state: AppState) -> Router {
             )
             .route(&format!("{prefix}/info"), get(model_inference::info));
     }
+    router = router
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_openai::chat_completions),
+        )
+        .route(
+            "/openai/deployments/{deployment}/completions",
+            post(azure_openai::completions),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure_openai::embeddings),
+        )
+        .route(
+            "/openai/deployments/{deployment}/audio/transcriptions",
+            post(azure_openai::audio_transcriptions),
+        )
+        .route(
+            "/openai/deployments/{deployment}/{*operation}",
+            post(azure_openai::unsupported_operation),
+        )
+        .route("/openai/responses", post(azure_openai::responses))
+        .route("/openai/models", get(azure_openai::models))
+        .route(
+            "/openai/v1/chat/completions",
+            post(azure_openai::v1_chat_completions),
+        )
+        .route("/openai/v1/completions", post(azure_openai::v1_completions))
+        .route("/openai/v1/embeddings", post(azure_openai::v1_embeddings))
+        .route("/openai/v1/responses", post(azure_openai::v1_responses))
+        .route("/openai/v1/models", get(azure_openai::models));
     router
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|method: Method| async move {

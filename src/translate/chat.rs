@@ -95,6 +95,47 @@ pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
     Ok(ChatRequest { stream })
 }
 
+/// The lighter check of the Azure OpenAI routes, whose spec allows more than Model Inference's
+/// (other roles and part types, `functions`, `n`, ...): a non-empty `messages` array of
+/// objects with a string `role`; the engine judges the rest.
+pub fn check_basic(body: &JsonBody<'_>) -> Result<(), ApiError> {
+    let messages = body
+        .get_non_null("messages")
+        .ok_or_else(|| missing("messages"))?;
+    let messages = array("messages", messages)?;
+    if messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "'messages' must contain at least one message.",
+        ));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let path = format!("messages[{i}]");
+        let fields = object(&path, m)?;
+        let role_path = format!("{path}.role");
+        string(
+            &role_path,
+            field(&fields, "role").ok_or_else(|| missing(&role_path))?,
+        )?;
+    }
+    if let Some(s) = body.get_non_null("stream") {
+        expect_kind("stream", s, &[Kind::Bool])?;
+    }
+    Ok(())
+}
+
+/// Legacy completions: a `prompt` is required (string, strings, or tokens).
+pub fn check_completions(body: &JsonBody<'_>) -> Result<(), ApiError> {
+    let prompt = body
+        .get_non_null("prompt")
+        .ok_or_else(|| missing("prompt"))?;
+    expect_kind("prompt", prompt, &[Kind::String, Kind::Array])?;
+    if let Some(s) = body.get_non_null("stream") {
+        expect_kind("stream", s, &[Kind::Bool])?;
+    }
+    Ok(())
+}
+
 fn check_message(path: &str, raw: &RawValue) -> Result<(), ApiError> {
     let fields = object(path, raw)?;
     let role_path = format!("{path}.role");

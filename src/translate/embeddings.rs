@@ -21,6 +21,7 @@ use crate::translate::body::JsonBody;
 use crate::translate::json::{
     array, expect_kind, field, integer, missing, object, one_of, string, Kind,
 };
+use crate::upstream::engines::Engine;
 
 /// Top-level fields of EmbeddingsOptions in the Model Inference spec.
 pub const FIELDS: &[&str] = &[
@@ -173,6 +174,25 @@ pub fn encode_response(body: &[u8], encoding: Encoding) -> Result<Bytes, ApiErro
     serde_json::to_vec(&value)
         .map(Bytes::from)
         .map_err(|e| invalid(format!("cannot write embeddings: {e}")))
+}
+
+/// The spec's 422 for `dimensions` / `input_type` where the engine has no such option.
+pub fn check_options(request: EmbeddingsRequest, engine: Engine) -> Result<(), ApiError> {
+    let caps = engine.capabilities();
+    for (given, supported, param) in [
+        (request.has_dimensions, caps.dimensions, "dimensions"),
+        (request.has_input_type, caps.input_type, "input_type"),
+    ] {
+        if given && !supported {
+            return Err(ApiError::UnsupportedParameter {
+                message: format!(
+                    "The model does not support the parameter '{param}' (engine: {engine})."
+                ),
+                param: param.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Encodes one float vector.

@@ -1,6 +1,8 @@
-//! The one pooled HTTP client to the engine: sending requests, turning every failure into an
-//! `ApiError` (never a 400 for the engine's fault), and learning what the engine serves.
+//! One engine ("upstream") with its replicas: the pooled HTTP client, choosing a replica,
+//! turning every failure into an `ApiError` (never a 400 for the engine's fault), and learning
+//! what the engine serves.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::error::ApiError;
 use crate::translate::info::{self, EngineModel, ModelType};
 use crate::upstream::engines::Engine;
@@ -29,22 +31,62 @@ pub struct Discovery {
     pub reported_type: Option<ModelType>,
 }
 
-/// The engine behind the proxy.
+/// One replica of an engine.
+#[derive(Debug)]
+pub struct Replica {
+    /// Base URL without a trailing slash.
+    pub base: String,
+    /// Requests sent to it whose answers are still being relayed.
+    outstanding: AtomicUsize,
+    /// False after a failed connect or health check, until a health check succeeds.
+    healthy: AtomicBool,
+}
+
+impl Replica {
+    /// Whether the replica is in rotation.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request against its replica for as long as it lives; it travels inside the
+/// relayed response body, so a stream counts until its last byte or its client's departure.
+#[derive(Debug)]
+pub struct InFlight(Arc<Replica>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An engine answer together with the in-flight count it holds.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: reqwest::Response,
+    pub in_flight: InFlight,
+}
+
+/// One engine behind the proxy, with its replicas.
 #[derive(Debug)]
 pub struct Upstream {
+    /// The name from the configuration.
+    pub name: String,
     client: reqwest::Client,
-    base: String,
+    replicas: Vec<Arc<Replica>>,
     auth: Option<HeaderValue>,
     headers_timeout: Duration,
     configured_engine: Option<Engine>,
     discovery: RwLock<Option<Arc<Discovery>>>,
     /// Model type learned by probing, per model id.
     probed_types: RwLock<Vec<(String, ModelType)>>,
+    /// Drives the choice of replicas.
+    picks: AtomicU64,
 }
 
 impl Upstream {
-    /// Builds the pooled client from the configuration.
-    pub fn new(config: &Config) -> Result<Self, String> {
+    /// Builds the pooled client for one configured upstream.
+    pub fn new(config: &Config, upstream: &UpstreamConfig) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.upstream_connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -54,73 +96,147 @@ impl Upstream {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
-        let auth = match &config.upstream_api_key {
+        let auth = match &upstream.api_key {
             Some(key) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
-                    .map_err(|_| "--upstream-api-key: not a valid header value".to_owned())?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                    format!(
+                        "upstream '{}': the API key is not a valid header value",
+                        upstream.name
+                    )
+                })?;
                 v.set_sensitive(true);
                 Some(v)
             }
             None => None,
         };
         Ok(Upstream {
+            name: upstream.name.clone(),
             client,
-            base: config.upstream_url.clone(),
+            replicas: upstream
+                .urls
+                .iter()
+                .map(|base| {
+                    Arc::new(Replica {
+                        base: base.clone(),
+                        outstanding: AtomicUsize::new(0),
+                        healthy: AtomicBool::new(true),
+                    })
+                })
+                .collect(),
             auth,
             headers_timeout: config.upstream_headers_timeout,
-            configured_engine: config.engine,
+            configured_engine: upstream.engine,
             discovery: RwLock::new(None),
             probed_types: RwLock::new(Vec::new()),
+            picks: AtomicU64::new(0),
         })
     }
 
-    /// The engine's base URL.
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The replicas.
+    pub fn replicas(&self) -> &[Arc<Replica>] {
+        &self.replicas
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.client.request(method, format!("{}{path}", self.base));
+    /// The engine as configured, else as discovered, else `Generic`.
+    pub async fn engine(&self) -> Engine {
+        if let Some(e) = self.configured_engine {
+            return e;
+        }
+        match self.discover(false).await {
+            Ok(d) => d.engine,
+            Err(_) => Engine::Generic,
+        }
+    }
+
+    /// Replicas in the order to try them: the less busy of two picked at random among the
+    /// healthy ones first (power of two choices), then the other healthy ones, then the
+    /// unhealthy ones as a last resort.
+    fn order(&self) -> Vec<Arc<Replica>> {
+        let n = self.replicas.len();
+        if n == 1 {
+            return self.replicas.clone();
+        }
+        let pick = self.picks.fetch_add(1, Ordering::Relaxed);
+        // A cheap, well-mixed pseudo-random number (splitmix64 of a counter).
+        let mut z = pick.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let start = (z % n as u64) as usize;
+        let mut order: Vec<Arc<Replica>> = (0..n)
+            .map(|i| Arc::clone(&self.replicas[(start + i) % n]))
+            .collect();
+        if order.len() >= 2
+            && order[1].outstanding.load(Ordering::Relaxed)
+                < order[0].outstanding.load(Ordering::Relaxed)
+        {
+            order.swap(0, 1);
+        }
+        // Stable: keeps the two-choice order among the healthy ones.
+        order.sort_by_key(|r| !r.is_healthy());
+        order
+    }
+
+    fn request(&self, base: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.client.request(method, format!("{base}{path}"));
         if let Some(auth) = &self.auth {
             rb = rb.header(header::AUTHORIZATION, auth.clone());
         }
         rb
     }
 
-    /// POSTs a JSON body and returns the engine's answer once its headers arrive. Error
-    /// statuses become `ApiError::Upstream` with the engine's status and message.
-    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<reqwest::Response, ApiError> {
-        let rb = self
-            .request(reqwest::Method::POST, path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body);
-        let response = self.send(rb, self.headers_timeout).await?;
-        check_status(response).await
-    }
-
-    /// GETs a route with the short probe timeout; the answer's status is not checked.
-    async fn get(&self, path: &str) -> Result<reqwest::Response, ApiError> {
-        self.send(self.request(reqwest::Method::GET, path), PROBE_TIMEOUT)
+    /// POSTs a JSON body and returns the engine's answer once its headers arrive.
+    pub async fn post_json(&self, path: &str, body: Bytes) -> Result<Answer, ApiError> {
+        self.post(path, body, HeaderValue::from_static("application/json"))
             .await
     }
 
-    async fn send(
+    /// POSTs a body of any content type. A replica that cannot be connected to is marked
+    /// unhealthy and the next one is tried; once a replica has the request it is never retried.
+    /// Error statuses become `ApiError::Upstream` with the engine's status and message.
+    pub async fn post(
         &self,
-        rb: reqwest::RequestBuilder,
-        timeout: Duration,
-    ) -> Result<reqwest::Response, ApiError> {
-        match tokio::time::timeout(timeout, rb.send()).await {
-            Err(_) => Err(ApiError::UpstreamTimeout {
-                detail: format!("no response headers within {} s", timeout.as_secs_f64()),
-            }),
-            Ok(Err(e)) if e.is_timeout() => Err(ApiError::UpstreamTimeout {
-                detail: "connecting timed out".into(),
-            }),
-            Ok(Err(e)) => Err(ApiError::UpstreamUnreachable {
-                detail: describe(&e),
-            }),
-            Ok(Ok(r)) => Ok(r),
+        path: &str,
+        body: Bytes,
+        content_type: HeaderValue,
+    ) -> Result<Answer, ApiError> {
+        let mut last = None;
+        for replica in self.order() {
+            replica.outstanding.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight(Arc::clone(&replica));
+            let rb = self
+                .request(&replica.base, reqwest::Method::POST, path)
+                .header(header::CONTENT_TYPE, content_type.clone())
+                .body(body.clone());
+            match send(rb, self.headers_timeout).await {
+                Ok(response) => {
+                    return Ok(Answer {
+                        response: check_status(response).await?,
+                        in_flight,
+                    })
+                }
+                Err(SendError::Connect(e)) => {
+                    if replica.healthy.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(upstream = %self.name, replica = %replica.base, error = %e, "replica unreachable; taken out of rotation");
+                    }
+                    last = Some(e);
+                }
+                Err(SendError::Other(e)) => return Err(e),
+            }
         }
+        Err(last.unwrap_or_else(|| ApiError::UpstreamUnreachable {
+            detail: "no replica configured".into(),
+        }))
+    }
+
+    /// GETs a route on one replica with the short probe timeout; the status is not checked.
+    async fn get(&self, replica: &Replica, path: &str) -> Result<reqwest::Response, ApiError> {
+        send(
+            self.request(&replica.base, reqwest::Method::GET, path),
+            PROBE_TIMEOUT,
+        )
+        .await
+        .map_err(SendError::into_api)
     }
 
     /// What the engine serves, asked once and cached; `refresh` asks again.
@@ -132,17 +248,40 @@ impl Upstream {
                 }
             }
         }
-        let found = Arc::new(self.ask_engine().await?);
-        if let Ok(mut guard) = self.discovery.write() {
-            *guard = Some(Arc::clone(&found));
+        let mut last = None;
+        for replica in self.order() {
+            match self.ask_engine(&replica).await {
+                Ok(found) => {
+                    let found = Arc::new(found);
+                    if let Ok(mut guard) = self.discovery.write() {
+                        *guard = Some(Arc::clone(&found));
+                    }
+                    return Ok(found);
+                }
+                Err(e) => last = Some(e),
+            }
         }
-        Ok(found)
+        Err(last.unwrap_or_else(|| ApiError::UpstreamUnreachable {
+            detail: "no replica configured".into(),
+        }))
     }
 
-    async fn ask_engine(&self) -> Result<Discovery, ApiError> {
+    /// Health check of every replica: in rotation when it answers its model list (or /info),
+    /// out when it does not.
+    pub async fn check_replicas(&self) {
+        for replica in &self.replicas {
+            let ok = self.ask_engine(replica).await.is_ok();
+            let was = replica.healthy.swap(ok, Ordering::Relaxed);
+            if was != ok {
+                tracing::info!(upstream = %self.name, replica = %replica.base, healthy = ok, "replica health changed");
+            }
+        }
+    }
+
+    async fn ask_engine(&self, replica: &Replica) -> Result<Discovery, ApiError> {
         let configured = self.configured_engine;
         if configured != Some(Engine::Tei) {
-            let response = self.get("/v1/models").await?;
+            let response = self.get(replica, "/v1/models").await?;
             let status = response.status();
             let server = response
                 .headers()
@@ -161,7 +300,7 @@ impl Upstream {
                 let mut reported_type = None;
                 if matches!(engine, Engine::Generic | Engine::Tgi) {
                     // TGI describes its model at /info.
-                    if let Some(i) = self.engine_info().await {
+                    if let Some(i) = self.engine_info(replica).await {
                         if i.model_type == Some(ModelType::ChatCompletion) {
                             engine = configured.unwrap_or(Engine::Tgi);
                             reported_type = i.model_type;
@@ -181,7 +320,7 @@ impl Upstream {
             }
         }
         // No /v1/models: TEI describes itself at /info.
-        match self.engine_info().await {
+        match self.engine_info(replica).await {
             Some(i) => Ok(Discovery {
                 engine: configured.unwrap_or(Engine::Tei),
                 models: vec![EngineModel {
@@ -196,8 +335,8 @@ impl Upstream {
         }
     }
 
-    async fn engine_info(&self) -> Option<info::EngineInfo> {
-        let response = self.get("/info").await.ok()?;
+    async fn engine_info(&self, replica: &Replica) -> Option<info::EngineInfo> {
+        let response = self.get(replica, "/info").await.ok()?;
         if !response.status().is_success() {
             return None;
         }
@@ -206,37 +345,70 @@ impl Upstream {
     }
 
     /// The type of `model`: what the engine reports, else what it answers to a one-word
-    /// embeddings request (asked once per model).
-    pub async fn model_type(&self, discovery: &Discovery, model: &str) -> ModelType {
-        if let Some(t) = discovery.reported_type {
-            return t;
+    /// embeddings request (asked once per model). `None` when the engine gave no clear answer
+    /// (unreachable, overloaded), so nothing is cached.
+    pub async fn model_type(&self, model: &str) -> Option<ModelType> {
+        if let Some(t) = self.known_model_type(model) {
+            return Some(t);
         }
-        if let Ok(cache) = self.probed_types.read() {
-            if let Some((_, t)) = cache.iter().find(|(m, _)| m == model) {
-                return *t;
+        if let Ok(d) = self.discover(false).await {
+            if let Some(t) = d.reported_type {
+                return Some(t);
             }
         }
         let probe = serde_json::json!({"model": model, "input": "ping"}).to_string();
-        let answer = self.post_json("/v1/embeddings", Bytes::from(probe)).await;
-        let found = match answer {
-            Ok(r) => match read_limited(r, MAX_BUFFERED_BODY).await {
-                Ok(b)
-                    if serde_json::from_slice::<Value>(&b).ok().and_then(|v| {
-                        v.get("data")
-                            .and_then(Value::as_array)
-                            .map(|d| !d.is_empty())
-                    }) == Some(true) =>
-                {
-                    ModelType::Embeddings
+        let found = match self.post_json("/v1/embeddings", Bytes::from(probe)).await {
+            Ok(a) => {
+                let body = read_limited(a.response, MAX_BUFFERED_BODY).await.ok()?;
+                let has_vectors = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                    v.get("data")
+                        .and_then(Value::as_array)
+                        .map(|d| !d.is_empty())
+                });
+                match has_vectors {
+                    Some(true) => ModelType::Embeddings,
+                    _ => ModelType::ChatCompletion,
                 }
-                _ => ModelType::ChatCompletion,
-            },
-            Err(_) => ModelType::ChatCompletion,
+            }
+            // The engine refused embeddings for this model: it generates text.
+            Err(ApiError::Upstream { status, .. })
+                if status.is_client_error() || status == StatusCode::INTERNAL_SERVER_ERROR =>
+            {
+                ModelType::ChatCompletion
+            }
+            Err(_) => return None,
         };
         if let Ok(mut cache) = self.probed_types.write() {
             cache.push((model.to_owned(), found));
         }
-        found
+        Some(found)
+    }
+
+    /// The model type the engine itself reported at discovery (TEI, TGI), if any.
+    pub fn reported_model_type(&self) -> Option<ModelType> {
+        self.discovery
+            .read()
+            .ok()?
+            .as_ref()
+            .and_then(|d| d.reported_type)
+    }
+
+    /// The model type if already known without asking the engine.
+    pub fn known_model_type(&self, model: &str) -> Option<ModelType> {
+        let d = self
+            .discovery
+            .read()
+            .ok()?
+            .as_ref()
+            .and_then(|d| d.reported_type);
+        d.or_else(|| {
+            self.probed_types
+                .read()
+                .ok()?
+                .iter()
+                .find(|(m, _)| m == model)
+                .map(|(_, t)| *t)
+        })
     }
 
     /// Readiness: the engine answers its model list (or TEI's /info) right now.
@@ -247,6 +419,50 @@ impl Upstream {
                 detail: other.to_string(),
             },
         })
+    }
+}
+
+/// Why a request got no answer: a connect failure (safe to retry elsewhere) or anything else.
+enum SendError {
+    Connect(ApiError),
+    Other(ApiError),
+}
+
+impl SendError {
+    fn into_api(self) -> ApiError {
+        match self {
+            SendError::Connect(e) | SendError::Other(e) => e,
+        }
+    }
+}
+
+async fn send(
+    rb: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<reqwest::Response, SendError> {
+    match tokio::time::timeout(timeout, rb.send()).await {
+        Err(_) => Err(SendError::Other(ApiError::UpstreamTimeout {
+            detail: format!("no response headers within {} s", timeout.as_secs_f64()),
+        })),
+        Ok(Err(e)) if e.is_connect() => {
+            let err = if e.is_timeout() {
+                ApiError::UpstreamTimeout {
+                    detail: "connecting timed out".into(),
+                }
+            } else {
+                ApiError::UpstreamUnreachable {
+                    detail: describe(&e),
+                }
+            };
+            Err(SendError::Connect(err))
+        }
+        Ok(Err(e)) if e.is_timeout() => Err(SendError::Other(ApiError::UpstreamTimeout {
+            detail: describe(&e),
+        })),
+        Ok(Err(e)) => Err(SendError::Other(ApiError::UpstreamUnreachable {
+            detail: describe(&e),
+        })),
+        Ok(Ok(r)) => Ok(r),
     }
 }
 

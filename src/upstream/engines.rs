@@ -26,6 +26,10 @@ pub struct Capabilities {
     pub input_type: bool,
     /// Whether `/v1/embeddings` takes chat-style `messages` with images (image embeddings).
     pub image_embeddings: bool,
+    /// Whether `/v1/responses` exists.
+    pub responses: bool,
+    /// Whether `/v1/audio/transcriptions` exists.
+    pub transcriptions: bool,
 }
 
 impl Engine {
@@ -36,11 +40,15 @@ impl Engine {
             dimensions: false,
             input_type: false,
             image_embeddings: false,
+            responses: false,
+            transcriptions: false,
         };
         match self {
             Engine::Vllm => Capabilities {
                 dimensions: true,
                 image_embeddings: true,
+                responses: true,
+                transcriptions: true,
                 ..base
             },
             Engine::Tei => Capabilities {
@@ -53,6 +61,20 @@ impl Engine {
             | Engine::LlamaCpp
             | Engine::LlamaCppPython
             | Engine::Generic => base,
+        }
+    }
+
+    /// Reads an engine name as `--engine` and the config file spell it.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        match name.to_ascii_lowercase().as_str() {
+            "vllm" => Some(Engine::Vllm),
+            "tgi" => Some(Engine::Tgi),
+            "sglang" => Some(Engine::Sglang),
+            "tei" => Some(Engine::Tei),
+            "llamacpp" | "llama.cpp" | "llama-cpp" => Some(Engine::LlamaCpp),
+            "llama-cpp-python" => Some(Engine::LlamaCppPython),
+            "generic" => Some(Engine::Generic),
+            _ => None,
         }
     }
 

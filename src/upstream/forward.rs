@@ -11,7 +11,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::error::ApiError;
 use crate::translate::sse::SseNormalizer;
-use crate::upstream::client::describe;
+use crate::upstream::client::{describe, Answer};
 
 /// Whether the engine answered with an event stream.
 pub fn is_event_stream(response: &reqwest::Response) -> bool {
@@ -22,10 +22,19 @@ pub fn is_event_stream(response: &reqwest::Response) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-/// The client's response for an engine answer: normalised SSE or the body as it comes.
-pub fn relay(response: reqwest::Response) -> Response {
+/// The client's response for an engine answer: normalised SSE or the body as it comes. The
+/// answer's in-flight count lives inside the body, so it ends when the relaying does.
+pub fn relay(answer: Answer) -> Response {
+    let Answer {
+        response,
+        in_flight,
+    } = answer;
     if is_event_stream(&response) {
-        return sse_response(normalise(response.bytes_stream()));
+        let stream = normalise(response.bytes_stream()).map(move |item| {
+            let _held = &in_flight;
+            item
+        });
+        return sse_response(stream);
     }
     let status = response.status();
     let content_type = response
@@ -33,7 +42,11 @@ pub fn relay(response: reqwest::Response) -> Response {
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
+    let body = response.bytes_stream().map(move |item| {
+        let _held = &in_flight;
+        item
+    });
+    let mut out = Response::new(Body::from_stream(body));
     *out.status_mut() = status;
     out.headers_mut().insert(header::CONTENT_TYPE, content_type);
     out

@@ -4,3 +4,4 @@
 pub mod client;
 pub mod engines;
 pub mod forward;
+pub mod pool;

@@ -1,0 +1,256 @@
+//! The life of one proxied JSON request, shared by both API surfaces:
+//! 1. `api-version`, checked by the surface's rules;
+//! 2. the body, read (bounded) and checked for the operation;
+//! 3. fields outside the spec, handled by `extra-parameters` (Model Inference only);
+//! 4. the target: the deployment in the path, else the `model` in the body, else the only one;
+//! 5. the operation against the model's type and the engine's capabilities;
+//! 6. the body sent with the engine's model name (bytes unchanged when nothing changes);
+//! 7. the answer relayed (re-encoded only for embeddings formats the engine cannot produce).
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::extract::{body_bytes, AzureQuery};
+use crate::state::AppState;
+use crate::translate::body::JsonBody;
+use crate::translate::embeddings::{self, Encoding};
+use crate::translate::extra_params::ExtraParams;
+use crate::translate::info::ModelType;
+use crate::translate::{chat, json, prepare};
+use crate::upstream::client::{read_limited, MAX_BUFFERED_BODY};
+use crate::upstream::forward;
+use crate::upstream::pool::Target;
+
+/// Which API the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Azure AI Model Inference (`/chat/completions`, `/models/...`).
+    ModelInference,
+    /// Azure OpenAI with `api-version` (`/openai/deployments/{d}/...`, `/openai/responses`).
+    AzureOpenAi,
+    /// Azure OpenAI's v1 routes (`/openai/v1/...`), api-version optional.
+    V1,
+}
+
+/// What the client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Chat,
+    Completions,
+    Embeddings,
+    Responses,
+}
+
+impl Op {
+    fn engine_path(self) -> &'static str {
+        match self {
+            Op::Chat => "/v1/chat/completions",
+            Op::Completions => "/v1/completions",
+            Op::Embeddings => "/v1/embeddings",
+            Op::Responses => "/v1/responses",
+        }
+    }
+
+    /// The operation's name in Azure's error messages.
+    fn azure_name(self) -> &'static str {
+        match self {
+            Op::Chat => "chatCompletion",
+            Op::Completions => "completion",
+            Op::Embeddings => "embeddings",
+            Op::Responses => "responses",
+        }
+    }
+
+    fn needs(self) -> ModelType {
+        match self {
+            Op::Embeddings => ModelType::Embeddings,
+            Op::Chat | Op::Completions | Op::Responses => ModelType::ChatCompletion,
+        }
+    }
+}
+
+/// Checks `api-version` by the surface's rules.
+pub fn check_api_version(
+    state: &AppState,
+    surface: Surface,
+    uri: &Uri,
+) -> Result<AzureQuery, ApiError> {
+    let query = AzureQuery::from_uri(uri);
+    let given = query.api_version.as_deref();
+    match surface {
+        Surface::ModelInference => {
+            state.config.api_versions.check(given)?;
+        }
+        Surface::AzureOpenAi => state.config.openai_api_versions.check_openai(given)?,
+        Surface::V1 => state.config.openai_api_versions.check_v1(given)?,
+    }
+    Ok(query)
+}
+
+/// Runs one JSON request through the steps above.
+pub async fn json_request(
+    state: &AppState,
+    surface: Surface,
+    op: Op,
+    deployment: Option<&str>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_api_version(state, surface, uri)?;
+    let mode = match surface {
+        Surface::ModelInference => {
+            ExtraParams::from_headers(headers, state.config.extra_parameters_default)?
+        }
+        // Azure OpenAI has no extra-parameters header: unknown fields go to the engine.
+        Surface::AzureOpenAi | Surface::V1 => ExtraParams::PassThrough,
+    };
+    let bytes = body_bytes(headers, body, state.config.max_body_size).await?;
+    let mut parsed = JsonBody::parse(&bytes)?;
+    let strict = surface == Surface::ModelInference;
+    let mut encoding = Encoding::Float;
+    let mut options = None;
+    match op {
+        Op::Chat if strict => {
+            chat::check(&parsed)?;
+        }
+        Op::Chat => chat::check_basic(&parsed)?,
+        Op::Completions => chat::check_completions(&parsed)?,
+        Op::Embeddings => {
+            let request = embeddings::check(&parsed)?;
+            encoding = request.encoding;
+            options = Some(request);
+        }
+        Op::Responses => {}
+    }
+    let known: &[&str] = match op {
+        Op::Embeddings => embeddings::FIELDS,
+        _ => chat::FIELDS,
+    };
+    let changed = mode.apply(&mut parsed, known)?;
+
+    let target = resolve(state, surface, deployment, &parsed).await?;
+    let engine = target.upstream.engine().await;
+    if let Some(request) = options {
+        embeddings::check_options(request, engine)?;
+    }
+    if op == Op::Responses && !engine.capabilities().responses {
+        return Err(ApiError::OperationNotSupported {
+            message: format!(
+                "The Responses API is not available on this model's engine ({engine})."
+            ),
+        });
+    }
+    check_declared_type(&target, op)?;
+
+    let body_model = parsed
+        .get_non_null("model")
+        .and_then(|m| json::string("model", m).ok());
+    let model = match body_model.as_deref() {
+        Some(m) if m == target.model => None,
+        _ => Some(target.model.as_str()),
+    };
+    let set: &[(&str, &str)] = match encoding {
+        Encoding::Float => &[],
+        // Engines mostly produce floats only: ask for floats and encode here.
+        _ => &[("encoding_format", "\"float\"")],
+    };
+    drop(body_model);
+    let out = prepare::finish(&bytes, parsed, changed, model, set);
+    let answer = match target.upstream.post_json(op.engine_path(), out).await {
+        Ok(a) => a,
+        Err(e) => return Err(explain_refusal(&target, op, e).await),
+    };
+    if encoding == Encoding::Float {
+        return Ok(forward::relay(answer));
+    }
+    let floats = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
+    Ok(json_response(embeddings::encode_response(
+        &floats, encoding,
+    )?))
+}
+
+/// Finds where the request goes.
+pub async fn resolve(
+    state: &AppState,
+    surface: Surface,
+    deployment: Option<&str>,
+    body: &JsonBody<'_>,
+) -> Result<Target, ApiError> {
+    let pool = &state.pool;
+    if let Some(d) = deployment {
+        return pool.deployment(d).await;
+    }
+    let named = match body.get_non_null("model") {
+        Some(m) => Some(json::string("model", m)?),
+        None => None,
+    };
+    match (named, surface) {
+        (None, _) => pool.only().await,
+        (Some(name), Surface::V1 | Surface::AzureOpenAi) => pool.deployment(&name).await,
+        (Some(name), Surface::ModelInference) => match pool.deployment(&name).await {
+            Ok(t) => Ok(t),
+            // One engine: the model name is the engine's business (many ignore it).
+            Err(ApiError::DeploymentNotFound { .. }) if pool.upstreams().len() == 1 => {
+                let mut t = pool.only().await?;
+                t.model = name.into_owned();
+                t.model_type = None;
+                Ok(t)
+            }
+            Err(ApiError::DeploymentNotFound { .. }) => Err(ApiError::ModelNotFound {
+                model: name.into_owned(),
+            }),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Azure's 400 for an operation the deployment's model cannot do (embeddings on a chat
+/// model, chat on an embeddings model).
+fn wrong_operation(target: &Target, op: Op) -> ApiError {
+    ApiError::OperationNotSupported {
+        message: format!(
+            "The {} operation does not work with the specified model, {}. Please choose different model and try again.",
+            op.azure_name(),
+            target.deployment
+        ),
+    }
+}
+
+/// Refuses up front when the model's type is declared (configuration) or reported by the
+/// engine (TEI, TGI) and does not fit the operation.
+fn check_declared_type(target: &Target, op: Op) -> Result<(), ApiError> {
+    match target.model_type {
+        Some(t) if t != op.needs() => Err(wrong_operation(target, op)),
+        _ => Ok(()),
+    }
+}
+
+/// When the engine refuses a request, says why in Azure's words if the reason is the model's
+/// type (learned by probing, only on this error path so that an engine serving both kinds is
+/// never refused); otherwise keeps the engine's own error.
+async fn explain_refusal(target: &Target, op: Op, error: ApiError) -> ApiError {
+    let refused = matches!(&error, ApiError::Upstream { status, .. }
+        if status.is_client_error() || *status == axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    if refused && target.model_type.is_none() {
+        if let Some(t) = target.upstream.model_type(&target.model).await {
+            if t != op.needs() {
+                return wrong_operation(target, op);
+            }
+        }
+    }
+    error
+}
+
+/// A 200 JSON answer built by the proxy.
+pub fn json_response(body: Bytes) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,141 @@
+//! Handlers of the Azure OpenAI routes (`/openai/deployments/{deployment}/...`,
+//! `/openai/responses`, `/openai/models`, and the v1 routes `/openai/v1/...`): thin shells
+//! over `proxy`.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::Response;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::extract::body_bytes;
+use crate::proxy::{self, Op, Surface};
+use crate::state::AppState;
+use crate::upstream::forward;
+
+macro_rules! deployment_handler {
+    ($name:ident, $op:expr) => {
+        /// A deployment route: the deployment in the path decides the model.
+        pub async fn $name(
+            State(state): State<AppState>,
+            Path(deployment): Path<String>,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Response, ApiError> {
+            proxy::json_request(
+                &state,
+                Surface::AzureOpenAi,
+                $op,
+                Some(&deployment),
+                &uri,
+                &headers,
+                body,
+            )
+            .await
+        }
+    };
+}
+
+macro_rules! body_model_handler {
+    ($name:ident, $surface:expr, $op:expr) => {
+        /// A route without a deployment: the body's `model` names it.
+        pub async fn $name(
+            State(state): State<AppState>,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Response, ApiError> {
+            proxy::json_request(&state, $surface, $op, None, &uri, &headers, body).await
+        }
+    };
+}
+
+deployment_handler!(chat_completions, Op::Chat);
+deployment_handler!(completions, Op::Completions);
+deployment_handler!(embeddings, Op::Embeddings);
+body_model_handler!(responses, Surface::AzureOpenAi, Op::Responses);
+body_model_handler!(v1_chat_completions, Surface::V1, Op::Chat);
+body_model_handler!(v1_completions, Surface::V1, Op::Completions);
+body_model_handler!(v1_embeddings, Surface::V1, Op::Embeddings);
+body_model_handler!(v1_responses, Surface::V1, Op::Responses);
+
+/// `/openai/deployments/{deployment}/audio/transcriptions`: forwarded as sent (multipart)
+/// where the engine transcribes (vLLM), otherwise Azure's 400.
+pub async fn audio_transcriptions(
+    State(state): State<AppState>,
+    Path(deployment): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    proxy::check_api_version(&state, Surface::AzureOpenAi, &uri)?;
+    let target = state.pool.deployment(&deployment).await?;
+    let engine = target.upstream.engine().await;
+    if !engine.capabilities().transcriptions {
+        return Err(unsupported(
+            "audio transcription",
+            &deployment,
+            engine.name(),
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    let bytes = body_bytes(&headers, body, state.config.max_body_size).await?;
+    let answer = target
+        .upstream
+        .post("/v1/audio/transcriptions", bytes, content_type)
+        .await?;
+    Ok(forward::relay(answer))
+}
+
+/// Deployment routes for operations no supported engine serves (speech, image generation).
+pub async fn unsupported_operation(
+    State(state): State<AppState>,
+    Path((deployment, operation)): Path<(String, String)>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    proxy::check_api_version(&state, Surface::AzureOpenAi, &uri)?;
+    let target = state.pool.deployment(&deployment).await?;
+    let engine = target.upstream.engine().await;
+    Err(unsupported(
+        &operation.replace('/', " "),
+        &deployment,
+        engine.name(),
+    ))
+}
+
+fn unsupported(operation: &str, deployment: &str, engine: &str) -> ApiError {
+    ApiError::OperationNotSupported {
+        message: format!(
+            "The {operation} operation does not work with the specified model, {deployment}: its engine ({engine}) does not serve it."
+        ),
+    }
+}
+
+/// `GET /openai/models` and `GET /openai/v1/models`: the deployments, in the OpenAI list shape.
+pub async fn models(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let surface = if uri.path().starts_with("/openai/v1/") {
+        Surface::V1
+    } else {
+        Surface::AzureOpenAi
+    };
+    proxy::check_api_version(&state, surface, &uri)?;
+    let listed = state.pool.list().await?;
+    let data: Vec<Value> = listed
+        .iter()
+        .map(|l| {
+            json!({
+                "id": l.deployment,
+                "object": "model",
+                "created": 0,
+                "owned_by": l.owned_by.clone().unwrap_or_else(|| "system".into()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

@@ -1,0 +1,189 @@
+//! Every upstream and the deployments they serve: which engine (and which model name there)
+//! answers a deployment, and the background health checks of their replicas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, DeploymentConfig};
+use crate::error::ApiError;
+use crate::translate::info::ModelType;
+use crate::upstream::client::Upstream;
+
+/// How often replicas are health-checked.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub upstream: Arc<Upstream>,
+    /// The deployment name clients used.
+    pub deployment: String,
+    /// The model name the engine knows.
+    pub model: String,
+    /// The model's type, when declared or already learned.
+    pub model_type: Option<ModelType>,
+}
+
+/// A deployment as listed by the model routes.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub deployment: String,
+    pub model: String,
+    pub upstream: Arc<Upstream>,
+    pub owned_by: Option<String>,
+}
+
+/// All upstreams and deployments.
+#[derive(Debug)]
+pub struct Pool {
+    upstreams: Vec<Arc<Upstream>>,
+    /// Declared deployments; empty means every model an engine lists is a deployment.
+    declared: Vec<DeploymentConfig>,
+    /// `--model-name`: another name for the first engine's first model.
+    alias: Option<String>,
+    /// `--model-type`: the type of every model without a declared one.
+    model_type: Option<ModelType>,
+}
+
+impl Pool {
+    /// Builds one client per upstream.
+    pub fn new(config: &Config) -> Result<Self, String> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(config, u).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Pool {
+            upstreams,
+            declared: config.deployments.clone(),
+            alias: config.model_name.clone(),
+            model_type: config.model_type,
+        })
+    }
+
+    /// The upstreams.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    /// The first upstream (the only one without a config file).
+    pub fn primary(&self) -> Option<&Arc<Upstream>> {
+        self.upstreams.first()
+    }
+
+    /// Every deployment: declared ones, or every model each engine lists (plus the alias).
+    /// Fails only when no engine can be asked.
+    pub async fn list(&self) -> Result<Vec<Listed>, ApiError> {
+        if !self.declared.is_empty() {
+            return Ok(self
+                .declared
+                .iter()
+                .filter_map(|d| {
+                    let upstream = self.upstreams.get(d.upstream)?;
+                    Some(Listed {
+                        deployment: d.name.clone(),
+                        model: d.model.clone(),
+                        upstream: Arc::clone(upstream),
+                        owned_by: None,
+                    })
+                })
+                .collect());
+        }
+        let mut out = Vec::new();
+        let mut last_error = None;
+        for upstream in &self.upstreams {
+            match upstream.discover(false).await {
+                Ok(d) => {
+                    for m in &d.models {
+                        if out.is_empty() {
+                            if let Some(alias) = self.alias.as_ref().filter(|a| **a != m.id) {
+                                out.push(Listed {
+                                    deployment: alias.clone(),
+                                    model: m.id.clone(),
+                                    upstream: Arc::clone(upstream),
+                                    owned_by: m.owned_by.clone(),
+                                });
+                            }
+                        }
+                        out.push(Listed {
+                            deployment: m.id.clone(),
+                            model: m.id.clone(),
+                            upstream: Arc::clone(upstream),
+                            owned_by: m.owned_by.clone(),
+                        });
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (out.is_empty(), last_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    fn target(&self, listed: &Listed) -> Target {
+        let declared = self.declared.iter().find(|d| d.name == listed.deployment);
+        Target {
+            upstream: Arc::clone(&listed.upstream),
+            deployment: listed.deployment.clone(),
+            model: listed.model.clone(),
+            model_type: declared
+                .and_then(|d| d.model_type)
+                .or(self.model_type)
+                .or_else(|| listed.upstream.reported_model_type()),
+        }
+    }
+
+    /// The deployment called `name`, or Azure OpenAI's 404 `DeploymentNotFound`.
+    pub async fn deployment(&self, name: &str) -> Result<Target, ApiError> {
+        let listed = self.list().await?;
+        listed
+            .iter()
+            .find(|l| l.deployment == name)
+            .map(|l| self.target(l))
+            .ok_or_else(|| ApiError::DeploymentNotFound {
+                deployment: name.to_owned(),
+            })
+    }
+
+    /// The target of a request that names no deployment: the only one there is.
+    pub async fn only(&self) -> Result<Target, ApiError> {
+        let listed = self.list().await?;
+        match listed.as_slice() {
+            [] => Err(ApiError::NotReady {
+                detail: "the engine lists no model".into(),
+            }),
+            // With an alias, the alias and the model it names are one deployment.
+            [one] | [one, _]
+                if listed
+                    .iter()
+                    .all(|l| l.model == one.model && Arc::ptr_eq(&l.upstream, &one.upstream)) =>
+            {
+                Ok(self.target(one))
+            }
+            _ if self.upstreams.len() == 1 && self.declared.is_empty() => {
+                Ok(self.target(&listed[0]))
+            }
+            _ => Err(ApiError::invalid_param(
+                "model",
+                "This endpoint serves several models: name one in 'model'.",
+            )),
+        }
+    }
+
+    /// Starts the background health checks of every upstream's replicas.
+    pub fn spawn_health_checks(self: &Arc<Self>) {
+        for upstream in &self.upstreams {
+            let upstream = Arc::clone(upstream);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    upstream.check_replicas().await;
+                }
+            });
+        }
+    }
+}
