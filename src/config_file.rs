@@ -163,10 +163,12 @@ pub fn parse(
             None => None,
             Some("chat-completion") | Some("chat") => Some(ModelType::ChatCompletion),
             Some("embeddings") => Some(ModelType::Embeddings),
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "{where_}: deployment '{}': unknown type '{other}' (chat-completion or embeddings)",
                 d.name
-            )),
+            ))
+            }
         };
         deployments.push(DeploymentConfig {
             name: d.name.clone(),

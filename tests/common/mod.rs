@@ -63,6 +63,8 @@ pub struct Behaviour {
     pub info: Reply,
     pub chat: Reply,
     pub embeddings: Reply,
+    /// `/v1/completions`, `/v1/responses`, `/v1/audio/transcriptions`.
+    pub other: Reply,
     pub server_header: Option<&'static str>,
 }
 
@@ -73,6 +75,7 @@ impl Default for Behaviour {
             info: Reply::Fixed(404, "application/json", r#"{"detail":"Not Found"}"#.into()),
             chat: json(200, CHAT_ANSWER),
             embeddings: json(200, EMBEDDINGS_ANSWER),
+            other: json(200, r#"{"id":"x","object":"other"}"#),
             server_header: None,
         }
     }
@@ -126,6 +129,9 @@ impl Mock {
             .route("/info", get(answer))
             .route("/v1/chat/completions", post(answer))
             .route("/v1/embeddings", post(answer))
+            .route("/v1/completions", post(answer))
+            .route("/v1/responses", post(answer))
+            .route("/v1/audio/transcriptions", post(answer))
             .with_state(mock.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         mock
@@ -177,7 +183,8 @@ async fn answer(State(mock): State<Mock>, request: Request) -> Response {
         "/v1/models" => behaviour.models,
         "/info" => behaviour.info,
         "/v1/chat/completions" => behaviour.chat,
-        _ => behaviour.embeddings,
+        "/v1/embeddings" => behaviour.embeddings,
+        _ => behaviour.other,
     };
     let mut response = match reply {
         Reply::Fixed(status, content_type, body) => (
