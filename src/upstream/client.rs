@@ -320,7 +320,10 @@ impl Upstream {
             }
         }
         // No /v1/models: TEI describes itself at /info.
-        match self.engine_info(replica).await {
+        let response = self.get(replica, "/info").await?;
+        let status = response.status();
+        let body = read_limited(response, MAX_ERROR_BODY * 16).await?;
+        match info::parse_engine_info(&body).filter(|_| status.is_success()) {
             Some(i) => Ok(Discovery {
                 engine: configured.unwrap_or(Engine::Tei),
                 models: vec![EngineModel {
@@ -328,6 +331,9 @@ impl Upstream {
                     owned_by: None,
                 }],
                 reported_type: i.model_type,
+            }),
+            None if status.is_server_error() => Err(ApiError::NotReady {
+                detail: format!("GET /info answered {status}"),
             }),
             None => Err(ApiError::UpstreamInvalidResponse {
                 detail: "the engine answers neither GET /v1/models nor GET /info".into(),
