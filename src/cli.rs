@@ -103,6 +103,11 @@ pub struct Args {
     #[arg(long, env = "AOP_UPSTREAM_HEADERS_TIMEOUT", default_value_t = 600.0)]
     pub upstream_headers_timeout: f64,
 
+    /// Seconds between health checks of each engine replica (a failing replica leaves the
+    /// rotation and comes back when it answers again).
+    #[arg(long, env = "AOP_HEALTH_CHECK_INTERVAL", default_value_t = 10.0)]
+    pub health_check_interval: f64,
+
     /// Seconds in-flight requests and streams get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "AOP_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
     pub shutdown_timeout: f64,

@@ -61,6 +61,7 @@ pub struct Config {
     pub upstream_connect_timeout: Duration,
     pub upstream_headers_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub health_check_interval: Duration,
     pub log_format: LogFormat,
 }
 
@@ -201,6 +202,7 @@ impl Config {
                 args.upstream_headers_timeout,
             )?,
             shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
+            health_check_interval: seconds("--health-check-interval", args.health_check_interval)?,
             log_format: args.log_format,
         })
     }

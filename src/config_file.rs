@@ -222,6 +222,14 @@ upstream = "embed"
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../examples/two-engines.toml");
+        let (u, d) = parse(text, "examples/two-engines.toml").unwrap();
+        assert_eq!((u.len(), d.len()), (2, 2));
+        assert_eq!(u[0].urls.len(), 2);
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let cases = [
             ("[[upstreams]]\nname = \"a\"\nurl = \"http://x\"\ncolour = 1\n", "line 4"),

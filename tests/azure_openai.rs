@@ -475,3 +475,32 @@ async fn a_request_the_engine_started_is_never_retried() {
     assert_eq!(failures, failing.received_on("/v1/chat/completions").len());
     assert!(failures > 0);
 }
+
+#[tokio::test]
+async fn a_replica_that_comes_back_rejoins_the_rotation() {
+    let a = Mock::start(Behaviour::default()).await;
+    let late = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let file = replicas_config(&[a.url(), format!("http://{late}")]);
+    let proxy = Proxy::start(&[
+        "--config",
+        file.0.to_str().unwrap(),
+        "--health-check-interval",
+        "0.1",
+    ])
+    .await;
+    let url = format!("/openai/deployments/gpt-4o/chat/completions?api-version={AOAI}");
+    for _ in 0..10 {
+        assert_eq!(proxy.post(&url, CHAT).await.status(), 200);
+    }
+    assert_eq!(a.received_on("/v1/chat/completions").len(), 10);
+    let b = Mock::start_at(&late.to_string(), Behaviour::default()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..40 {
+        assert_eq!(proxy.post(&url, CHAT).await.status(), 200);
+    }
+    let nb = b.received_on("/v1/chat/completions").len();
+    assert!(nb >= 5, "the replica is back in rotation: {nb} of 40");
+}

@@ -270,7 +270,12 @@ impl Upstream {
     /// out when it does not.
     pub async fn check_replicas(&self) {
         for replica in &self.replicas {
-            let ok = self.ask_engine(replica).await.is_ok();
+            let found = self.ask_engine(replica).await.ok();
+            let ok = found.is_some();
+            if let (Some(found), Ok(mut guard)) = (found, self.discovery.write()) {
+                // Keeps the model list current when an engine restarts with another model.
+                *guard = Some(Arc::new(found));
+            }
             let was = replica.healthy.swap(ok, Ordering::Relaxed);
             if was != ok {
                 tracing::info!(upstream = %self.name, replica = %replica.base, healthy = ok, "replica health changed");

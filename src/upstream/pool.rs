@@ -9,9 +9,6 @@ use crate::error::ApiError;
 use crate::translate::info::ModelType;
 use crate::upstream::client::Upstream;
 
-/// How often replicas are health-checked.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
-
 /// Where a request goes.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -43,6 +40,8 @@ pub struct Pool {
     alias: Option<String>,
     /// `--model-type`: the type of every model without a declared one.
     model_type: Option<ModelType>,
+    /// How often replicas are health-checked.
+    health_interval: Duration,
 }
 
 impl Pool {
@@ -58,6 +57,7 @@ impl Pool {
             declared: config.deployments.clone(),
             alias: config.model_name.clone(),
             model_type: config.model_type,
+            health_interval: config.health_check_interval,
         })
     }
 
@@ -176,8 +176,9 @@ impl Pool {
     pub fn spawn_health_checks(self: &Arc<Self>) {
         for upstream in &self.upstreams {
             let upstream = Arc::clone(upstream);
+            let interval = self.health_interval;
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+                let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;

@@ -116,7 +116,12 @@ pub struct Mock {
 impl Mock {
     /// Starts a mock engine with `behaviour` on 127.0.0.1:0.
     pub async fn start(behaviour: Behaviour) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Mock::start_at("127.0.0.1:0", behaviour).await
+    }
+
+    /// Starts a mock engine on a given address.
+    pub async fn start_at(addr: &str, behaviour: Behaviour) -> Mock {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let mock = Mock {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
@@ -268,6 +273,7 @@ impl Proxy {
         let config = Config::from_args(Args::try_parse_from(argv).unwrap()).unwrap();
         let drain = config.shutdown_timeout;
         let state = AppState::new(config).unwrap();
+        state.pool.spawn_health_checks();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
