@@ -19,7 +19,7 @@ use crate::translate::body::JsonBody;
 use crate::translate::embeddings::{self, Encoding};
 use crate::translate::extra_params::ExtraParams;
 use crate::translate::info::ModelType;
-use crate::translate::{chat, json, prepare};
+use crate::translate::{adapt, chat, json, prepare};
 use crate::upstream::client::{read_limited, MAX_BUFFERED_BODY};
 use crate::upstream::forward;
 use crate::upstream::pool::Target;
@@ -130,7 +130,7 @@ pub async fn json_request(
         Op::Embeddings => embeddings::FIELDS,
         _ => chat::FIELDS,
     };
-    let changed = mode.apply(&mut parsed, known)?;
+    let mut changed = mode.apply(&mut parsed, known)?;
 
     let target = resolve(state, surface, deployment, &parsed).await?;
     let engine = target.upstream.engine().await;
@@ -153,13 +153,25 @@ pub async fn json_request(
         Some(m) if m == target.model => None,
         _ => Some(target.model.as_str()),
     };
-    let set: &[(&str, &str)] = match encoding {
-        Encoding::Float => &[],
-        // Engines mostly produce floats only: ask for floats and encode here.
-        _ => &[("encoding_format", "\"float\"")],
+    let mut edits: Vec<(&str, String)> = match op {
+        Op::Chat => adapt::chat(&parsed, engine)?,
+        _ => Vec::new(),
     };
+    if encoding != Encoding::Float {
+        // Engines mostly produce floats only: ask for floats and encode here.
+        edits.push(("encoding_format", "\"float\"".to_owned()));
+    }
+    if op == Op::Embeddings && !engine.capabilities().input_type {
+        // Clients such as LangChain send input_type "text" on every call: the default, safe
+        // to drop where the engine has no such option.
+        if parsed.get_non_null("input_type").map(|t| t.get()) == Some("\"text\"") {
+            parsed.remove("input_type");
+            changed = true;
+        }
+    }
     drop(body_model);
-    let out = prepare::finish(&bytes, parsed, changed, model, set);
+    let set: Vec<(&str, &str)> = edits.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = prepare::finish(&bytes, parsed, changed, model, &set);
     let answer = match target.upstream.post_json(op.engine_path(), out).await {
         Ok(a) => a,
         Err(e) => return Err(explain_refusal(&target, op, e).await),

@@ -402,3 +402,67 @@ fn refusal() -> Reply {
         r#"{"object":"error","message":"The model does not support Embeddings API","type":"BadRequestError","code":400}"#,
     )
 }
+
+#[tokio::test]
+async fn engine_gaps_are_filled_for_llama_cpp_python() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &["--engine", "llama-cpp-python"]).await;
+    let body = json!({
+        "messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}], "name": null},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "done", "name": null}
+        ],
+        "max_completion_tokens": 4,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}
+    });
+    let r = proxy
+        .post("/openai/v1/chat/completions", &body.to_string())
+        .await;
+    assert_eq!(r.status(), 200);
+    let sent = mock
+        .received_on("/v1/chat/completions")
+        .pop()
+        .unwrap()
+        .json();
+    assert_eq!(sent["max_tokens"], 4);
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "user", "content": "Hi"})
+    );
+    assert_eq!(sent["messages"][2]["content"], "");
+    assert!(sent["messages"][3].get("name").is_none());
+    assert_eq!(
+        sent["response_format"],
+        json!({"type": "json_object", "schema": {"type": "object"}})
+    );
+
+    let image = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]});
+    let (status, _, msg) = azure_error(
+        proxy
+            .post("/openai/v1/chat/completions", &image.to_string())
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("image_url"), "{msg}");
+
+    // LangChain's input_type "text" is accepted and dropped; "query" has no equivalent here.
+    let r = embed(&proxy, json!({"input": "x", "input_type": "text"})).await;
+    assert_eq!(r.status(), 200);
+    assert!(mock
+        .received_on("/v1/embeddings")
+        .pop()
+        .unwrap()
+        .json()
+        .get("input_type")
+        .is_none());
+    assert_eq!(
+        azure_error(embed(&proxy, json!({"input": "x", "input_type": "query"})).await)
+            .await
+            .0,
+        422
+    );
+}

@@ -71,6 +71,8 @@ pub struct EmbeddingsRequest {
     pub has_dimensions: bool,
     /// Whether `input_type` was given.
     pub has_input_type: bool,
+    /// Whether it was `"text"`, the default every engine can honour.
+    pub input_type_is_text: bool,
 }
 
 /// Checks a text embeddings body.
@@ -135,8 +137,9 @@ fn common(body: &JsonBody<'_>) -> Result<EmbeddingsRequest, ApiError> {
         integer("dimensions", d, 1, 1 << 20)?;
     }
     let input_type = body.get_non_null("input_type");
+    let mut input_type_is_text = false;
     if let Some(t) = input_type {
-        one_of("input_type", t, &["text", "query", "document"])?;
+        input_type_is_text = one_of("input_type", t, &["text", "query", "document"])? == "text";
     }
     if let Some(m) = body.get_non_null("model") {
         expect_kind("model", m, &[Kind::String])?;
@@ -145,6 +148,7 @@ fn common(body: &JsonBody<'_>) -> Result<EmbeddingsRequest, ApiError> {
         encoding,
         has_dimensions: dimensions.is_some(),
         has_input_type: input_type.is_some(),
+        input_type_is_text,
     })
 }
 
@@ -181,7 +185,11 @@ pub fn check_options(request: EmbeddingsRequest, engine: Engine) -> Result<(), A
     let caps = engine.capabilities();
     for (given, supported, param) in [
         (request.has_dimensions, caps.dimensions, "dimensions"),
-        (request.has_input_type, caps.input_type, "input_type"),
+        (
+            request.has_input_type && !request.input_type_is_text,
+            caps.input_type,
+            "input_type",
+        ),
     ] {
         if given && !supported {
             return Err(ApiError::UnsupportedParameter {

@@ -1,6 +1,7 @@
 //! Schema mapping between Azure's API and the engine's OpenAI-compatible one: pure functions,
 //! unit-tested without HTTP.
 
+pub mod adapt;
 pub mod api_version;
 pub mod body;
 pub mod chat;

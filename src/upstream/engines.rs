@@ -15,6 +15,19 @@ pub enum Engine {
     Generic,
 }
 
+/// How an engine takes a JSON schema for structured output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonSchema {
+    /// OpenAI's `response_format: {type: json_schema, json_schema: {...}}`.
+    Native,
+    /// llama-cpp-python's `{type: json_object, schema: ...}`.
+    JsonObjectWithSchema,
+    /// TGI's grammar `{type: json, value: ...}`.
+    TgiGrammar,
+    /// No structured output.
+    Unsupported,
+}
+
 /// One engine's capabilities that change what the proxy sends or answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -30,6 +43,16 @@ pub struct Capabilities {
     pub responses: bool,
     /// Whether `/v1/audio/transcriptions` exists.
     pub transcriptions: bool,
+    /// Whether message content may be an array of parts.
+    pub content_parts: bool,
+    /// Whether an assistant message may have `content: null` beside tool calls.
+    pub null_content: bool,
+    /// Whether the `developer` role is known.
+    pub developer_role: bool,
+    /// Whether `max_completion_tokens` bounds the output.
+    pub max_completion_tokens: bool,
+    /// How structured output is asked for.
+    pub json_schema: JsonSchema,
 }
 
 impl Engine {
@@ -42,6 +65,11 @@ impl Engine {
             image_embeddings: false,
             responses: false,
             transcriptions: false,
+            content_parts: true,
+            null_content: true,
+            developer_role: true,
+            max_completion_tokens: false,
+            json_schema: JsonSchema::Native,
         };
         match self {
             Engine::Vllm => Capabilities {
@@ -49,6 +77,22 @@ impl Engine {
                 image_embeddings: true,
                 responses: true,
                 transcriptions: true,
+                max_completion_tokens: true,
+                ..base
+            },
+            Engine::Sglang => Capabilities {
+                max_completion_tokens: true,
+                ..base
+            },
+            Engine::Tgi => Capabilities {
+                json_schema: JsonSchema::TgiGrammar,
+                ..base
+            },
+            Engine::LlamaCppPython => Capabilities {
+                content_parts: false,
+                null_content: false,
+                developer_role: false,
+                json_schema: JsonSchema::JsonObjectWithSchema,
                 ..base
             },
             Engine::Tei => Capabilities {
@@ -56,11 +100,7 @@ impl Engine {
                 dimensions: true,
                 ..base
             },
-            Engine::Tgi
-            | Engine::Sglang
-            | Engine::LlamaCpp
-            | Engine::LlamaCppPython
-            | Engine::Generic => base,
+            Engine::LlamaCpp | Engine::Generic => base,
         }
     }
 
