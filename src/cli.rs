@@ -68,6 +68,11 @@ pub struct Args {
     #[arg(long, env = "AOP_UPSTREAM_API_KEY", hide_env_values = true)]
     pub upstream_api_key: Option<String>,
 
+    /// Require `api-version` on the root Model Inference routes too (by default they behave like
+    /// a serverless endpoint: a missing api-version means the default one).
+    #[arg(long, env = "AOP_REQUIRE_API_VERSION")]
+    pub require_api_version: bool,
+
     /// Extra api-version values to accept, comma-separated, besides the published ones.
     #[arg(long, env = "AOP_API_VERSIONS", value_delimiter = ',')]
     pub api_versions: Vec<String>,

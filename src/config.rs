@@ -49,6 +49,8 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Accepted api-version values on the Model Inference routes.
     pub api_versions: ApiVersions,
+    /// Whether the root Model Inference routes require `api-version` too.
+    pub require_api_version: bool,
     /// Accepted api-version values on the Azure OpenAI routes.
     pub openai_api_versions: ApiVersions,
     /// Behaviour when a request has no `extra-parameters` header.
@@ -181,6 +183,7 @@ impl Config {
             api_keys,
             api_versions,
             openai_api_versions,
+            require_api_version: args.require_api_version,
             extra_parameters_default: match args.extra_parameters_default {
                 ExtraParamsArg::Error => ExtraParams::Error,
                 ExtraParamsArg::Drop => ExtraParams::Drop,

@@ -81,6 +81,10 @@ pub fn check_api_version(
     let query = AzureQuery::from_uri(uri);
     let given = query.api_version.as_deref();
     match surface {
+        // The root routes act as a serverless endpoint (a missing api-version means the
+        // default); `/models/...` and `/api/models/...` as a Foundry resource (required).
+        Surface::ModelInference
+            if given.is_none() && !state.config.require_api_version && is_root(uri) => {}
         Surface::ModelInference => {
             state.config.api_versions.check(given)?;
         }
@@ -88,6 +92,11 @@ pub fn check_api_version(
         Surface::V1 => state.config.openai_api_versions.check_v1(given)?,
     }
     Ok(query)
+}
+
+fn is_root(uri: &Uri) -> bool {
+    let path = uri.path();
+    !path.starts_with("/models/") && !path.starts_with("/api/models/")
 }
 
 /// Runs one JSON request through the steps above.

@@ -48,27 +48,30 @@ async fn model_is_filled_in_when_the_client_omits_it() {
 async fn api_version_missing_unsupported_and_extended() {
     let mock = Mock::start(Behaviour::default()).await;
     let proxy = Proxy::before(&mock, &["--api-versions", "2026-01-01-preview"]).await;
-    for route in ["/chat/completions", "/embeddings", "/images/embeddings"] {
-        let (status, code, msg) = azure_error(proxy.post(route, CHAT).await).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (400, "MissingApiVersionParameter"),
-            "{route}: {msg}"
-        );
-        let (status, code, msg) = azure_error(
-            proxy
-                .post(&format!("{route}?api-version=2023-01-01"), CHAT)
-                .await,
-        )
-        .await;
-        assert_eq!((status, code.as_str()), (400, "UnsupportedApiVersion"));
-        assert!(
-            msg.contains("2023-01-01") && msg.contains("2024-05-01-preview"),
-            "{msg}"
-        );
+    for prefix in ["/models", "/api/models"] {
+        for route in ["/chat/completions", "/embeddings", "/images/embeddings"] {
+            let route = format!("{prefix}{route}");
+            let (status, code, msg) = azure_error(proxy.post(&route, CHAT).await).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (400, "MissingApiVersionParameter"),
+                "{route}: {msg}"
+            );
+        }
+        let (status, code, _) = azure_error(proxy.get(&format!("{prefix}/info")).await).await;
+        assert_eq!((status, code.as_str()), (400, "MissingApiVersionParameter"));
     }
-    let (status, code, _) = azure_error(proxy.get("/info").await).await;
-    assert_eq!((status, code.as_str()), (400, "MissingApiVersionParameter"));
+    for prefix in ["", "/models", "/api/models"] {
+        for route in ["/chat/completions", "/embeddings", "/images/embeddings"] {
+            let route = format!("{prefix}{route}?api-version=2023-01-01");
+            let (status, code, msg) = azure_error(proxy.post(&route, CHAT).await).await;
+            assert_eq!((status, code.as_str()), (400, "UnsupportedApiVersion"));
+            assert!(
+                msg.contains("2023-01-01") && msg.contains("2024-05-01-preview"),
+                "{msg}"
+            );
+        }
+    }
     for v in [
         "2024-04-01-preview",
         "2024-05-01-preview",
@@ -78,7 +81,7 @@ async fn api_version_missing_unsupported_and_extended() {
         "2026-01-01-preview",
     ] {
         let r = proxy
-            .post(&format!("/chat/completions?api-version={v}"), CHAT)
+            .post(&format!("/models/chat/completions?api-version={v}"), CHAT)
             .await;
         assert_eq!(r.status(), 200, "{v}");
     }
@@ -87,6 +90,23 @@ async fn api_version_missing_unsupported_and_extended() {
         6,
         "refused requests never reach the engine"
     );
+}
+
+#[tokio::test]
+async fn root_routes_act_as_a_serverless_endpoint() {
+    let mock = Mock::start(Behaviour::default()).await;
+    // Without api-version the root routes use the default version (LiteLLM's embeddings send none).
+    let proxy = Proxy::before(&mock, &[]).await;
+    assert_eq!(proxy.post("/chat/completions", CHAT).await.status(), 200);
+    assert_eq!(
+        proxy.post("/embeddings", r#"{"input":"x"}"#).await.status(),
+        200
+    );
+    assert_eq!(proxy.get("/info").await.status(), 200);
+    // --require-api-version makes them strict.
+    let proxy = Proxy::before(&mock, &["--require-api-version"]).await;
+    let (status, code, _) = azure_error(proxy.post("/chat/completions", CHAT).await).await;
+    assert_eq!((status, code.as_str()), (400, "MissingApiVersionParameter"));
 }
 
 #[tokio::test]
