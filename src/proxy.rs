@@ -181,7 +181,11 @@ pub async fn json_request(
     drop(body_model);
     let set: Vec<(&str, &str)> = edits.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = prepare::finish(&bytes, parsed, changed, model, &set);
-    let answer = match target.upstream.post_json(op.engine_path(), out).await {
+    let answer = match target
+        .upstream
+        .forward_json(op.engine_path(), out, headers)
+        .await
+    {
         Ok(a) => a,
         Err(e) => return Err(explain_refusal(&target, op, e).await),
     };

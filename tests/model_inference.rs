@@ -364,3 +364,32 @@ async fn upstream_key_is_sent_to_the_engine() {
     let sent = mock.received_on("/v1/chat/completions").pop().unwrap();
     assert_eq!(sent.headers["authorization"], "Bearer engine-secret");
 }
+
+#[tokio::test]
+async fn request_ids_and_trace_context() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let r = proxy
+        .client
+        .post(proxy.url(&format!("/chat/completions?api-version={V}")))
+        .header("x-ms-client-request-id", "client-123")
+        .header("traceparent", tp)
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_eq!(r.headers()["apim-request-id"], id.as_str());
+    assert_eq!(r.headers()["x-ms-client-request-id"], "client-123");
+    let sent = mock.received_on("/v1/chat/completions").pop().unwrap();
+    assert_eq!(sent.headers["x-request-id"], id.as_str());
+    assert_eq!(sent.headers["traceparent"], tp);
+    assert!(sent.headers.get("x-ms-client-request-id").is_none());
+    // Errors carry ids too, and ids differ per request.
+    let r = proxy.post("/models/chat/completions", CHAT).await;
+    let other = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(other, id);
+}

@@ -88,7 +88,12 @@ pub async fn audio_transcriptions(
     let bytes = body_bytes(&headers, body, state.config.max_body_size).await?;
     let answer = target
         .upstream
-        .post("/v1/audio/transcriptions", bytes, content_type)
+        .post(
+            "/v1/audio/transcriptions",
+            bytes,
+            content_type,
+            Some(&headers),
+        )
         .await?;
     Ok(forward::relay(answer))
 }

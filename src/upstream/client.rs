@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -19,6 +19,9 @@ use crate::upstream::engines::Engine;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Largest engine answer read whole (model lists, embeddings to re-encode).
 pub const MAX_BUFFERED_BODY: usize = 256 * 1024 * 1024;
+/// Client headers the engine gets: the request id and the W3C trace context. Nothing else
+/// (credentials least of all) crosses over.
+const FORWARDED_HEADERS: &[&str] = &["x-request-id", "traceparent", "tracestate"];
 /// How long readiness and discovery requests may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -187,8 +190,24 @@ impl Upstream {
 
     /// POSTs a JSON body and returns the engine's answer once its headers arrive.
     pub async fn post_json(&self, path: &str, body: Bytes) -> Result<Answer, ApiError> {
-        self.post(path, body, HeaderValue::from_static("application/json"))
-            .await
+        self.post(
+            path,
+            body,
+            HeaderValue::from_static("application/json"),
+            None,
+        )
+        .await
+    }
+
+    /// POSTs a client's request: like `post_json`, carrying the request id and trace context.
+    pub async fn forward_json(
+        &self,
+        path: &str,
+        body: Bytes,
+        incoming: &HeaderMap,
+    ) -> Result<Answer, ApiError> {
+        let json = HeaderValue::from_static("application/json");
+        self.post(path, body, json, Some(incoming)).await
     }
 
     /// POSTs a body of any content type. A replica that cannot be connected to is marked
@@ -199,15 +218,23 @@ impl Upstream {
         path: &str,
         body: Bytes,
         content_type: HeaderValue,
+        incoming: Option<&HeaderMap>,
     ) -> Result<Answer, ApiError> {
         let mut last = None;
         for replica in self.order() {
             replica.outstanding.fetch_add(1, Ordering::Relaxed);
             let in_flight = InFlight(Arc::clone(&replica));
-            let rb = self
+            let mut rb = self
                 .request(&replica.base, reqwest::Method::POST, path)
                 .header(header::CONTENT_TYPE, content_type.clone())
                 .body(body.clone());
+            if let Some(incoming) = incoming {
+                for name in FORWARDED_HEADERS {
+                    if let Some(v) = incoming.get(*name) {
+                        rb = rb.header(*name, v.clone());
+                    }
+                }
+            }
             match send(rb, self.headers_timeout).await {
                 Ok(response) => {
                     return Ok(Answer {
