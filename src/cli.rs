@@ -113,6 +113,46 @@ pub struct Args {
     #[arg(long, env = "AOP_HEALTH_CHECK_INTERVAL", default_value_t = 10.0)]
     pub health_check_interval: f64,
 
+    /// Seconds an engine answer (a stream above all) may stay silent between chunks before the
+    /// proxy gives up on it: a stream then ends with an error event. Not a whole-request limit,
+    /// which would cut long generations.
+    #[arg(long, env = "AOP_UPSTREAM_IDLE_TIMEOUT", default_value_t = 300.0)]
+    pub upstream_idle_timeout: f64,
+
+    /// How many more rounds of connection attempts (with a short, doubling pause) before a
+    /// request to an engine that refuses connections (e.g. while it loads) gets a 503 with
+    /// Retry-After.
+    #[arg(long, env = "AOP_UPSTREAM_CONNECT_RETRIES", default_value_t = 2)]
+    pub upstream_connect_retries: u32,
+
+    /// Requests proxied at once (0: no limit); like Azure ML's max_concurrent_requests_per_instance.
+    #[arg(long, env = "AOP_MAX_CONCURRENT_REQUESTS", default_value_t = 0)]
+    pub max_concurrent_requests: usize,
+
+    /// Requests that may wait for a slot beyond --max-concurrent-requests; more get a 429.
+    #[arg(long, env = "AOP_MAX_QUEUED_REQUESTS", default_value_t = 256)]
+    pub max_queued_requests: usize,
+
+    /// Seconds a request may wait in that queue before it gets a 429.
+    #[arg(long, env = "AOP_QUEUE_TIMEOUT", default_value_t = 30.0)]
+    pub queue_timeout: f64,
+
+    /// Seconds a client has to send its request headers (slowloris defence).
+    #[arg(long, env = "AOP_HEADER_READ_TIMEOUT", default_value_t = 30.0)]
+    pub header_read_timeout: f64,
+
+    /// Seconds a client has to send its whole request body.
+    #[arg(long, env = "AOP_BODY_READ_TIMEOUT", default_value_t = 60.0)]
+    pub body_read_timeout: f64,
+
+    /// Most request headers accepted.
+    #[arg(long, env = "AOP_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Largest request head (request line and headers) accepted, in bytes.
+    #[arg(long, env = "AOP_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+
     /// Seconds in-flight requests and streams get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "AOP_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
     pub shutdown_timeout: f64,

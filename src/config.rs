@@ -64,6 +64,16 @@ pub struct Config {
     pub upstream_headers_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub health_check_interval: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub upstream_connect_retries: u32,
+    /// 0: no limit.
+    pub max_concurrent_requests: usize,
+    pub max_queued_requests: usize,
+    pub queue_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
     pub log_format: LogFormat,
 }
 
@@ -206,6 +216,20 @@ impl Config {
             )?,
             shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout)?,
             health_check_interval: seconds("--health-check-interval", args.health_check_interval)?,
+            upstream_idle_timeout: seconds("--upstream-idle-timeout", args.upstream_idle_timeout)?,
+            upstream_connect_retries: args.upstream_connect_retries.min(10),
+            max_concurrent_requests: args.max_concurrent_requests,
+            max_queued_requests: args.max_queued_requests,
+            queue_timeout: seconds("--queue-timeout", args.queue_timeout)?,
+            header_read_timeout: seconds("--header-read-timeout", args.header_read_timeout)?,
+            body_read_timeout: seconds("--body-read-timeout", args.body_read_timeout)?,
+            max_headers: range("--max-headers", args.max_headers, 16, 10_000)?,
+            max_header_bytes: range(
+                "--max-header-bytes",
+                args.max_header_bytes,
+                8192,
+                16 * 1024 * 1024,
+            )?,
             log_format: args.log_format,
         })
     }
@@ -221,6 +245,14 @@ fn engine(arg: EngineArg) -> Option<Engine> {
         EngineArg::Llamacpp => Some(Engine::LlamaCpp),
         EngineArg::LlamaCppPython => Some(Engine::LlamaCppPython),
         EngineArg::Generic => Some(Engine::Generic),
+    }
+}
+
+fn range(flag: &str, value: usize, min: usize, max: usize) -> Result<usize, String> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{flag}: {value} is out of range ({min} to {max})"))
     }
 }
 

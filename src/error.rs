@@ -59,6 +59,12 @@ pub enum ApiError {
     /// The request body is larger than `--max-body-size`.
     #[error("The request body is too large: the limit is {limit} bytes.")]
     PayloadTooLarge { limit: usize },
+    /// The client took too long to send its request body.
+    #[error("The request body was not received within {seconds} seconds.")]
+    RequestTimeout { seconds: u64 },
+    /// The proxy is at `--max-concurrent-requests` and its queue is full (or the wait ran out).
+    #[error("Too many requests: {in_flight} are being served and the queue is full. Please retry after 1 second.")]
+    TooManyRequests { in_flight: usize },
     /// The engine could not be reached (connection refused, DNS, TLS, reset before any answer).
     #[error("The model backend is unreachable: {detail}")]
     UpstreamUnreachable { detail: String },
@@ -113,6 +119,8 @@ impl ApiError {
             ApiError::NotFound | ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalidResponse { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -139,6 +147,8 @@ impl ApiError {
             ApiError::ModelNotFound { .. } => "ModelNotFound",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::PayloadTooLarge { .. } => "RequestEntityTooLarge",
+            ApiError::RequestTimeout { .. } => "RequestTimeout",
+            ApiError::TooManyRequests { .. } => "429",
             ApiError::UpstreamUnreachable { .. } => "UpstreamUnreachable",
             ApiError::UpstreamTimeout { .. } => "UpstreamTimeout",
             ApiError::UpstreamInvalidResponse { .. } => "UpstreamInvalidResponse",
@@ -194,8 +204,15 @@ impl IntoResponse for ApiError {
         if let Ok(code) = HeaderValue::from_str(self.code()) {
             headers.insert("x-ms-error-code", code);
         }
-        if let ApiError::NotReady { .. } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            ApiError::NotReady { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::TooManyRequests { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                headers.insert("retry-after-ms", HeaderValue::from_static("1000"));
+            }
+            _ => {}
         }
         response
     }

@@ -38,6 +38,22 @@ impl AzureQuery {
     }
 }
 
+/// Reads the whole body, refusing more than `limit` bytes with a 413 and a client slower than
+/// `timeout` with a 408.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, body_bytes(headers, body, limit)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::RequestTimeout {
+            seconds: timeout.as_secs(),
+        }),
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes with a 413.
 pub async fn body_bytes(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let declared = headers

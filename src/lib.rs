@@ -11,6 +11,7 @@ pub mod config;
 pub mod config_file;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod proxy;
 pub mod routes;
 pub mod server;
@@ -59,6 +60,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         });
     }
     state.pool.spawn_health_checks();
-    server::serve(listener, app(state), server::shutdown_signal(), drain).await;
+    let limits = server::Limits::from_config(&state.config);
+    let draining = std::sync::Arc::clone(&state.draining);
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        // Readiness answers 503 from now on, so balancers stop sending new work.
+        draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    server::serve(listener, app(state), shutdown, drain, limits).await;
     Ok(())
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::error::ApiError;
-use crate::extract::{body_bytes, AzureQuery};
+use crate::extract::{read_body, AzureQuery};
 use crate::state::AppState;
 use crate::translate::body::JsonBody;
 use crate::translate::embeddings::{self, Encoding};
@@ -117,7 +117,13 @@ pub async fn json_request(
         // Azure OpenAI has no extra-parameters header: unknown fields go to the engine.
         Surface::AzureOpenAi | Surface::V1 => ExtraParams::PassThrough,
     };
-    let bytes = body_bytes(headers, body, state.config.max_body_size).await?;
+    let bytes = read_body(
+        headers,
+        body,
+        state.config.max_body_size,
+        state.config.body_read_timeout,
+    )
+    .await?;
     let mut parsed = JsonBody::parse(&bytes)?;
     let strict = surface == Surface::ModelInference;
     let mut encoding = Encoding::Float;

@@ -14,8 +14,27 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limits on what a client may send before its request reaches the router.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time to send the request head (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// Most headers in a request.
+    pub max_headers: usize,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Limits {
+    /// The limits from the configuration.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Limits {
+            header_read_timeout: config.header_read_timeout,
+            max_headers: config.max_headers,
+            max_header_bytes: config.max_header_bytes,
+        }
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
 /// for at most `drain`.
@@ -24,14 +43,19 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
+    limits: Limits,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(256 * 1024);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes.try_into().unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

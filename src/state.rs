@@ -1,8 +1,10 @@
 //! The shared state every handler sees, built once at start-up.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::upstream::pool::Pool;
 
 /// Configuration and the engines, shared by all requests.
@@ -10,15 +12,26 @@ use crate::upstream::pool::Pool;
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: Arc<Pool>,
+    /// `--max-concurrent-requests`, when set.
+    pub limiter: Option<Arc<Limiter>>,
+    /// Set when shutdown begins: readiness turns 503 at once.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AppState {
     /// Builds the state (one pooled client per upstream) from a checked configuration.
     pub fn new(config: Config) -> Result<Self, String> {
         let pool = Pool::new(&config)?;
+        let limiter = Limiter::new(
+            config.max_concurrent_requests,
+            config.max_queued_requests,
+            config.queue_timeout,
+        );
         Ok(AppState {
             config: Arc::new(config),
             pool: Arc::new(pool),
+            limiter: limiter.map(Arc::new),
+            draining: Arc::new(AtomicBool::new(false)),
         })
     }
 }

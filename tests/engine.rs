@@ -82,7 +82,7 @@ async fn unreachable_and_slow_engines() {
             .await,
     )
     .await;
-    assert_eq!((status, code.as_str()), (502, "UpstreamUnreachable"));
+    assert_eq!((status, code.as_str()), (503, "ServiceUnavailable"));
     let r = proxy.get("/ready").await;
     assert_eq!(
         r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
@@ -92,7 +92,7 @@ async fn unreachable_and_slow_engines() {
     assert_eq!((status, code.as_str()), (503, "ServiceUnavailable"));
     assert_eq!(proxy.get("/health").await.status(), 200);
     let (status, _, _) = azure_error(proxy.get(&format!("/info?api-version={V}")).await).await;
-    assert_eq!(status, 502);
+    assert_eq!(status, 503);
 
     let mock = Mock::start(Behaviour {
         chat: Reply::Hang,

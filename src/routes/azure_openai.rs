@@ -10,7 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::extract::body_bytes;
+use crate::extract::read_body;
 use crate::proxy::{self, Op, Surface};
 use crate::state::AppState;
 use crate::upstream::forward;
@@ -85,7 +85,13 @@ pub async fn audio_transcriptions(
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
-    let bytes = body_bytes(&headers, body, state.config.max_body_size).await?;
+    let bytes = read_body(
+        &headers,
+        body,
+        state.config.max_body_size,
+        state.config.body_read_timeout,
+    )
+    .await?;
     let answer = target
         .upstream
         .post(

@@ -16,6 +16,11 @@ pub async fn health() -> Json<Value> {
 /// while it loads or is down.
 /// With several upstreams, every one must answer.
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::NotReady {
+            detail: "the proxy is shutting down".into(),
+        });
+    }
     let mut upstreams = Vec::new();
     for upstream in state.pool.upstreams() {
         let d = upstream.ready().await?;

@@ -76,8 +76,13 @@ pub fn app(state: AppState) -> Router {
                 method: method.to_string(),
             }
         })
-        // Layers run outermost last-added first: logging sees every request, including the
-        // ones auth refuses; auth runs before any handler touches the body or the engine.
+        // Layers: the last added runs first. Logging (and request ids) sees every request,
+        // including the ones auth refuses; auth runs before a request can take a concurrency
+        // slot, and both before any handler touches the body or the engine.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::limit,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
         .layer(middleware::from_fn(crate::telemetry::log_request))
         .with_state(state)

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::Json;
 
 use crate::error::ApiError;
-use crate::extract::body_bytes;
+use crate::extract::read_body;
 use crate::proxy::{self, Op, Surface};
 use crate::state::AppState;
 use crate::translate::body::JsonBody;
@@ -64,7 +64,13 @@ pub async fn image_embeddings(
 ) -> Result<Response, ApiError> {
     proxy::check_api_version(&state, Surface::ModelInference, &uri)?;
     let mode = ExtraParams::from_headers(&headers, state.config.extra_parameters_default)?;
-    let bytes = body_bytes(&headers, body, state.config.max_body_size).await?;
+    let bytes = read_body(
+        &headers,
+        body,
+        state.config.max_body_size,
+        state.config.body_read_timeout,
+    )
+    .await?;
     let mut parsed = JsonBody::parse(&bytes)?;
     let request = embeddings::check_images(&parsed)?;
     mode.apply(&mut parsed, embeddings::IMAGE_FIELDS)?;

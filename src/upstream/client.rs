@@ -68,6 +68,8 @@ impl Drop for InFlight {
 pub struct Answer {
     pub response: reqwest::Response,
     pub in_flight: InFlight,
+    /// Longest silence allowed between chunks of the answer.
+    pub idle_timeout: Duration,
 }
 
 /// One engine behind the proxy, with its replicas.
@@ -79,6 +81,8 @@ pub struct Upstream {
     replicas: Vec<Arc<Replica>>,
     auth: Option<HeaderValue>,
     headers_timeout: Duration,
+    idle_timeout: Duration,
+    connect_retries: u32,
     configured_engine: Option<Engine>,
     discovery: RwLock<Option<Arc<Discovery>>>,
     /// Model type learned by probing, per model id.
@@ -128,6 +132,8 @@ impl Upstream {
                 .collect(),
             auth,
             headers_timeout: config.upstream_headers_timeout,
+            idle_timeout: config.upstream_idle_timeout,
+            connect_retries: config.upstream_connect_retries,
             configured_engine: upstream.engine,
             discovery: RwLock::new(None),
             probed_types: RwLock::new(Vec::new()),
@@ -221,39 +227,54 @@ impl Upstream {
         incoming: Option<&HeaderMap>,
     ) -> Result<Answer, ApiError> {
         let mut last = None;
-        for replica in self.order() {
-            replica.outstanding.fetch_add(1, Ordering::Relaxed);
-            let in_flight = InFlight(Arc::clone(&replica));
-            let mut rb = self
-                .request(&replica.base, reqwest::Method::POST, path)
-                .header(header::CONTENT_TYPE, content_type.clone())
-                .body(body.clone());
-            if let Some(incoming) = incoming {
-                for name in FORWARDED_HEADERS {
-                    if let Some(v) = incoming.get(*name) {
-                        rb = rb.header(*name, v.clone());
-                    }
-                }
+        for round in 0..=self.connect_retries {
+            if round > 0 {
+                // The engine may be loading: wait a little longer each round.
+                tokio::time::sleep(Duration::from_millis(100 << (round - 1).min(6))).await;
             }
-            match send(rb, self.headers_timeout).await {
-                Ok(response) => {
-                    return Ok(Answer {
-                        response: check_status(response).await?,
-                        in_flight,
-                    })
-                }
-                Err(SendError::Connect(e)) => {
-                    if replica.healthy.swap(false, Ordering::Relaxed) {
-                        tracing::warn!(upstream = %self.name, replica = %replica.base, error = %e, "replica unreachable; taken out of rotation");
+            for replica in self.order() {
+                replica.outstanding.fetch_add(1, Ordering::Relaxed);
+                let in_flight = InFlight(Arc::clone(&replica));
+                let mut rb = self
+                    .request(&replica.base, reqwest::Method::POST, path)
+                    .header(header::CONTENT_TYPE, content_type.clone())
+                    .body(body.clone());
+                if let Some(incoming) = incoming {
+                    for name in FORWARDED_HEADERS {
+                        if let Some(v) = incoming.get(*name) {
+                            rb = rb.header(*name, v.clone());
+                        }
                     }
-                    last = Some(e);
                 }
-                Err(SendError::Other(e)) => return Err(e),
+                match send(rb, self.headers_timeout).await {
+                    Ok(response) => {
+                        return Ok(Answer {
+                            response: check_status(response).await?,
+                            in_flight,
+                            idle_timeout: self.idle_timeout,
+                        })
+                    }
+                    Err(SendError::Connect(e)) => {
+                        if replica.healthy.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(upstream = %self.name, replica = %replica.base, error = %e, "replica unreachable; taken out of rotation");
+                        }
+                        last = Some(e);
+                    }
+                    Err(SendError::Other(e)) => return Err(e),
+                }
             }
         }
-        Err(last.unwrap_or_else(|| ApiError::UpstreamUnreachable {
-            detail: "no replica configured".into(),
-        }))
+        Err(match last {
+            Some(ApiError::UpstreamUnreachable { detail }) => ApiError::NotReady {
+                detail: format!(
+                    "the engine refuses connections (it may still be loading): {detail}"
+                ),
+            },
+            Some(other) => other,
+            None => ApiError::UpstreamUnreachable {
+                detail: "no replica configured".into(),
+            },
+        })
     }
 
     /// GETs a route on one replica with the short probe timeout; the status is not checked.
@@ -263,7 +284,14 @@ impl Upstream {
             PROBE_TIMEOUT,
         )
         .await
-        .map_err(SendError::into_api)
+        .map_err(|e| match e {
+            SendError::Connect(ApiError::UpstreamUnreachable { detail }) => ApiError::NotReady {
+                detail: format!(
+                    "the engine refuses connections (it may still be loading): {detail}"
+                ),
+            },
+            other => other.into_api(),
+        })
     }
 
     /// What the engine serves, asked once and cached; `refresh` asks again.

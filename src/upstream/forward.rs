@@ -7,6 +7,8 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use std::time::Duration;
+
 use futures_util::{Stream, StreamExt};
 
 use crate::error::ApiError;
@@ -28,9 +30,11 @@ pub fn relay(answer: Answer) -> Response {
     let Answer {
         response,
         in_flight,
+        idle_timeout,
     } = answer;
     if is_event_stream(&response) {
-        let stream = normalise(response.bytes_stream()).map(move |item| {
+        let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
+        let stream = normalise(chunks).map(move |item| {
             let _held = &in_flight;
             item
         });
@@ -42,14 +46,54 @@ pub fn relay(answer: Answer) -> Response {
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-    let body = response.bytes_stream().map(move |item| {
+    let body = with_idle_timeout(response.bytes_stream(), idle_timeout).map(move |item| {
         let _held = &in_flight;
-        item
+        item.map_err(|broken| std::io::Error::other(broken.to_string()))
     });
     let mut out = Response::new(Body::from_stream(body));
     *out.status_mut() = status;
     out.headers_mut().insert(header::CONTENT_TYPE, content_type);
     out
+}
+
+/// Why an engine's answer stopped before its end.
+#[derive(Debug)]
+pub enum Broken {
+    /// The connection failed (reset, closed, invalid framing).
+    Upstream(reqwest::Error),
+    /// No chunk arrived within the idle timeout.
+    Idle(Duration),
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Broken::Upstream(e) => write!(f, "the stream broke off: {}", describe(e)),
+            Broken::Idle(d) => write!(f, "no data from the engine for {} s", d.as_secs_f64()),
+        }
+    }
+}
+
+/// Ends `upstream` with `Broken::Idle` when it stays silent longer than `idle`.
+pub fn with_idle_timeout<S>(
+    upstream: S,
+    idle: Duration,
+) -> impl Stream<Item = Result<Bytes, Broken>> + Send + Unpin
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+{
+    Box::pin(futures_util::stream::unfold(
+        Some(upstream),
+        move |state| async move {
+            let mut upstream = state?;
+            match tokio::time::timeout(idle, upstream.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(upstream))),
+                Ok(Some(Err(e))) => Some((Err(Broken::Upstream(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((Err(Broken::Idle(idle)), None)),
+            }
+        },
+    ))
 }
 
 /// A 200 event-stream response around `stream`.
@@ -73,7 +117,7 @@ where
 /// `[DONE]`, so clients finish cleanly instead of hanging.
 pub fn normalise<S>(upstream: S) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
 where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<Bytes, Broken>> + Send + Unpin + 'static,
 {
     futures_util::stream::unfold(Some((upstream, SseNormalizer::new())), |state| async move {
         let (mut upstream, mut sse) = state?;
@@ -88,9 +132,14 @@ where
                         return Some((Ok(out), Some((upstream, sse))));
                     }
                 }
-                Some(Err(e)) => {
-                    let err = ApiError::UpstreamInvalidResponse {
-                        detail: format!("the stream broke off: {}", describe(&e)),
+                Some(Err(broken)) => {
+                    let err = match broken {
+                        Broken::Idle(_) => ApiError::UpstreamTimeout {
+                            detail: broken.to_string(),
+                        },
+                        Broken::Upstream(_) => ApiError::UpstreamInvalidResponse {
+                            detail: broken.to_string(),
+                        },
                     };
                     tracing::warn!(error = %err, "engine stream failed");
                     return Some((Ok(sse.error_event(&err.body())), None));

@@ -272,6 +272,7 @@ impl Proxy {
         argv.extend_from_slice(args);
         let config = Config::from_args(Args::try_parse_from(argv).unwrap()).unwrap();
         let drain = config.shutdown_timeout;
+        let limits = azure_openai_proxy::server::Limits::from_config(&config);
         let state = AppState::new(config).unwrap();
         state.pool.spawn_health_checks();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -286,6 +287,7 @@ impl Proxy {
                     let _ = rx.await;
                 },
                 drain,
+                limits,
             )
             .await;
         });
