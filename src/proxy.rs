@@ -161,6 +161,9 @@ pub async fn json_request(
     }
     check_declared_type(&target, op)?;
 
+    let wants_stream = parsed
+        .get_non_null("stream")
+        .is_some_and(|s| s.get() == "true");
     let body_model = parsed
         .get_non_null("model")
         .and_then(|m| json::string("model", m).ok());
@@ -196,7 +199,7 @@ pub async fn json_request(
         Err(e) => return Err(explain_refusal(&target, op, e).await),
     };
     if encoding == Encoding::Float {
-        return Ok(forward::relay(answer));
+        return forward::relay_json(answer, wants_stream).await;
     }
     let floats = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
     Ok(json_response(embeddings::encode_response(

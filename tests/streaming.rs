@@ -171,3 +171,45 @@ async fn shutdown_lets_an_open_stream_finish() {
         .expect("server exits once the stream is done")
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_engine_that_ignores_stream_still_gives_the_client_a_stream() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let r = proxy
+        .post(&format!("/chat/completions?api-version={V}"), STREAM_CHAT)
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().await.unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    let first: serde_json::Value =
+        serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(first["object"], "chat.completion.chunk");
+    assert_eq!(first["choices"][0]["delta"]["content"], "Hello there");
+    assert_eq!(first["choices"][0]["finish_reason"], "stop");
+    assert_eq!(*events.last().unwrap(), "data: [DONE]");
+}
+
+#[tokio::test]
+async fn a_non_json_answer_is_a_502_not_a_200() {
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Fixed(200, "application/json", "<html>oops</html>".into()),
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    for body in [CHAT, STREAM_CHAT] {
+        let (status, code, _) = azure_error(
+            proxy
+                .post(&format!("/chat/completions?api-version={V}"), body)
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (502, "UpstreamInvalidResponse"),
+            "{body}"
+        );
+    }
+}

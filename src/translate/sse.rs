@@ -143,6 +143,84 @@ impl SseNormalizer {
     }
 }
 
+/// An engine's complete (non-streamed) answer as the event stream the client asked for, for
+/// engines that ignore `stream`: one chunk carrying each choice's whole message as its delta,
+/// a usage chunk when the answer has usage, and `[DONE]`. `None` when the answer is not a
+/// chat or text completion.
+pub fn completion_as_events(answer: &serde_json::Value) -> Option<Bytes> {
+    use serde_json::{json, Map, Value};
+    let object = answer
+        .get("object")
+        .and_then(Value::as_str)
+        .unwrap_or("chat.completion");
+    let choices = answer.get("choices")?.as_array()?;
+    let chat = object.starts_with("chat.completion");
+    let streamed: Vec<Value> = choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut choice = Map::new();
+            choice.insert(
+                "index".into(),
+                c.get("index").cloned().unwrap_or(Value::from(i)),
+            );
+            if chat {
+                let mut delta = c
+                    .get("message")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
+                    for (n, call) in calls.iter_mut().enumerate() {
+                        if let Some(call) = call.as_object_mut() {
+                            call.entry("index").or_insert(Value::from(n));
+                        }
+                    }
+                }
+                choice.insert("delta".into(), Value::Object(delta));
+            } else {
+                choice.insert(
+                    "text".into(),
+                    c.get("text").cloned().unwrap_or(Value::from("")),
+                );
+            }
+            choice.insert(
+                "finish_reason".into(),
+                c.get("finish_reason").cloned().unwrap_or(Value::Null),
+            );
+            Value::Object(choice)
+        })
+        .collect();
+    let chunk_object = if chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let head = |choices: Value| {
+        json!({
+            "id": answer.get("id").cloned().unwrap_or(Value::from("")),
+            "object": chunk_object,
+            "created": answer.get("created").cloned().unwrap_or(Value::from(0)),
+            "model": answer.get("model").cloned().unwrap_or(Value::from("")),
+            "choices": choices,
+        })
+    };
+    let mut out = BytesMut::new();
+    let mut event = |v: &Value| {
+        out.put_slice(b"data: ");
+        out.put_slice(v.to_string().as_bytes());
+        out.put_slice(b"\n\n");
+    };
+    event(&head(Value::Array(streamed)));
+    if let Some(usage) = answer.get("usage").filter(|u| !u.is_null()) {
+        let mut last = head(Value::Array(Vec::new()));
+        last["usage"] = usage.clone();
+        event(&last);
+    }
+    out.put_slice(DONE);
+    Some(out.freeze())
+}
+
 fn trim(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
@@ -241,6 +319,23 @@ mod tests {
             joined(&[b"data: {\"a\":\ndata: 1}\n\n"]),
             "data: {\"a\": 1}\n\ndata: [DONE]\n\n"
         );
+    }
+
+    #[test]
+    fn a_complete_answer_becomes_a_stream() {
+        let answer = serde_json::json!({"id":"c","object":"chat.completion","created":5,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}});
+        let out = completion_as_events(&answer).unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3);
+        let first: serde_json::Value = serde_json::from_str(&events[0][6..]).unwrap();
+        assert_eq!(first["object"], "chat.completion.chunk");
+        assert_eq!(first["choices"][0]["delta"]["content"], "Hi");
+        assert_eq!(first["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+        let usage: serde_json::Value = serde_json::from_str(&events[1][6..]).unwrap();
+        assert_eq!(usage["usage"]["total_tokens"], 2);
+        assert_eq!(events[2], "data: [DONE]");
+        assert!(completion_as_events(&serde_json::json!({"data": []})).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::error::ApiError;
 use crate::translate::sse::SseNormalizer;
-use crate::upstream::client::{describe, Answer};
+use crate::upstream::client::{describe, Answer, MAX_BUFFERED_BODY};
 
 /// Whether the engine answered with an event stream.
 pub fn is_event_stream(response: &reqwest::Response) -> bool {
@@ -54,6 +54,58 @@ pub fn relay(answer: Answer) -> Response {
     *out.status_mut() = status;
     out.headers_mut().insert(header::CONTENT_TYPE, content_type);
     out
+}
+
+/// The client's response for a JSON operation: streams are normalised as they come; a complete
+/// answer is read (bounded), checked to be JSON (else 502), and sent as its own bytes, or as an
+/// event stream when the client asked for one and the engine ignored `stream`.
+pub async fn relay_json(answer: Answer, wants_stream: bool) -> Result<Response, ApiError> {
+    if is_event_stream(&answer.response) {
+        return Ok(relay(answer));
+    }
+    let Answer {
+        response,
+        in_flight,
+        idle_timeout,
+    } = answer;
+    let status = response.status();
+    let mut body = Vec::new();
+    let mut chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|broken| match broken {
+            Broken::Idle(_) => ApiError::UpstreamTimeout {
+                detail: broken.to_string(),
+            },
+            Broken::Upstream(_) => ApiError::UpstreamInvalidResponse {
+                detail: broken.to_string(),
+            },
+        })?;
+        if body.len() + chunk.len() > MAX_BUFFERED_BODY {
+            return Err(ApiError::UpstreamInvalidResponse {
+                detail: format!("the answer is larger than {MAX_BUFFERED_BODY} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    drop(in_flight);
+    let invalid = || ApiError::UpstreamInvalidResponse {
+        detail: "the engine's answer is not JSON".into(),
+    };
+    if wants_stream {
+        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
+        let events = crate::translate::sse::completion_as_events(&value).ok_or_else(invalid)?;
+        return Ok(sse_response(futures_util::stream::once(async move {
+            Ok::<_, std::io::Error>(events)
+        })));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| invalid())?;
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(out)
 }
 
 /// Why an engine's answer stopped before its end.

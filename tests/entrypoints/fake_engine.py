@@ -11,7 +11,7 @@ entrypoint gave it. It understands only what the entrypoints pass:
 Every other argument is accepted and ignored (it is recorded, so tests can check it).
 
 Routes: GET /health, GET /v1/models (not in TEI mode), GET /info, POST /v1/chat/completions,
-POST /v1/embeddings.
+POST /v1/embeddings. A chat message "sleep N" makes the answer take N seconds.
 
 Behaviour, from the environment:
   FAKE_KIND          chat (default) or tei (an embedding model described at /info, no /v1/models)
@@ -120,6 +120,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.refused():
             return
         if self.path == "/v1/chat/completions" and State.kind != "tei":
+            text = str((body.get("messages") or [{}])[-1].get("content", ""))
+            if text.startswith("sleep "):
+                time.sleep(float(text.split()[1]))
             self.send_json(200, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
                 "model": body.get("model") or MODEL,
