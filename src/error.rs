@@ -27,7 +27,7 @@ pub enum ApiError {
     #[error("The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.")]
     DeploymentNotFound { deployment: String },
     /// The `extra-parameters` header holds a value outside the spec's three.
-    #[error("Invalid value '{given}' for header 'extra-parameters'. Valid values are: 'pass-through', 'drop', 'error'.")]
+    #[error("Unexpected EXTRA_PARAMETERS option {given}, expected options are ['error', 'drop', 'pass-through']")]
     InvalidExtraParametersHeader { given: String },
     /// The body has fields outside the spec and `extra-parameters` is `error` (or absent).
     #[error("Extra parameters {names} are not allowed when extra-parameters is not set or set to be 'error'. Set extra-parameters to 'pass-through' to pass to the model.")]

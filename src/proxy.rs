@@ -109,7 +109,7 @@ pub async fn json_request(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_api_version(state, surface, uri)?;
+    let query = check_api_version(state, surface, uri)?;
     let mode = match surface {
         Surface::ModelInference => {
             ExtraParams::from_headers(headers, state.config.extra_parameters_default)?
@@ -143,7 +143,7 @@ pub async fn json_request(
     }
     let known: &[&str] = match op {
         Op::Embeddings => embeddings::FIELDS,
-        _ => chat::FIELDS,
+        _ => chat::fields_for(query.api_version.as_deref()),
     };
     let mut changed = mode.apply(&mut parsed, known)?;
 

@@ -195,8 +195,9 @@ async fn every_content_shape_is_accepted_and_forwarded() {
         r#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"stop":"END","frequency_penalty":0.1,"presence_penalty":0.2,"temperature":0.3,"top_p":0.9,"max_tokens":12,"stream":false}"#,
     ];
     for body in bodies {
+        // `modalities` and audio parts arrived in 2025-04-01.
         let r = proxy
-            .post(&format!("/chat/completions?api-version={V}"), body)
+            .post("/chat/completions?api-version=2025-04-01", body)
             .await;
         assert_eq!(r.status(), 200, "{body}");
         assert_eq!(
@@ -204,6 +205,26 @@ async fn every_content_shape_is_accepted_and_forwarded() {
             body.as_bytes()
         );
     }
+    // The known fields follow the api-version: `modalities` is unknown to 2024-05-01-preview,
+    // `model` to the 2024-04-01-preview draft.
+    let (status, _, msg) = azure_error(
+        proxy
+            .post(&format!("/chat/completions?api-version={V}"), bodies[1])
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("['modalities']"), "{msg}");
+    let (_, _, msg) = azure_error(
+        proxy
+            .post(
+                "/chat/completions?api-version=2024-04-01-preview",
+                bodies[0],
+            )
+            .await,
+    )
+    .await;
+    assert!(msg.contains("['model']"), "{msg}");
 }
 
 #[tokio::test]

@@ -14,26 +14,86 @@ use crate::translate::json::{
     self, array, expect_kind, field, integer, missing, object, one_of, string, Kind,
 };
 
-/// Top-level fields of ChatCompletionsOptions in the Model Inference spec.
-pub const FIELDS: &[&str] = &[
+/// Top-level fields of ChatCompletionsOptions in the Model Inference spec, by api-version:
+/// the 2024-04-01-preview draft's, then `model` (2024-05-01-preview), `modalities`
+/// (2025-04-01), `user_security_context` (2025-05-01 and the 2025-05 previews).
+const FIELDS_2024_04: &[&str] = &[
     "messages",
     "frequency_penalty",
-    "stream",
     "presence_penalty",
     "temperature",
     "top_p",
     "max_tokens",
     "response_format",
     "stop",
+    "stream",
+    "tools",
+    "tool_choice",
+    "seed",
+];
+const FIELDS_2024_05: &[&str] = &[
+    "messages",
+    "frequency_penalty",
+    "presence_penalty",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "response_format",
+    "stop",
+    "stream",
+    "tools",
+    "tool_choice",
+    "seed",
+    "model",
+];
+const FIELDS_2025_04: &[&str] = &[
+    "messages",
+    "frequency_penalty",
+    "presence_penalty",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "response_format",
+    "stop",
+    "stream",
     "tools",
     "tool_choice",
     "seed",
     "model",
     "modalities",
 ];
+/// The latest set; also used for versions added with `--api-versions` and when no version is
+/// given.
+pub const FIELDS: &[&str] = &[
+    "messages",
+    "frequency_penalty",
+    "presence_penalty",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "response_format",
+    "stop",
+    "stream",
+    "tools",
+    "tool_choice",
+    "seed",
+    "model",
+    "modalities",
+    "user_security_context",
+];
+
+/// The spec's chat fields for an api-version.
+pub fn fields_for(api_version: Option<&str>) -> &'static [&'static str] {
+    match api_version {
+        Some("2024-04-01-preview") => FIELDS_2024_04,
+        Some("2024-05-01-preview") => FIELDS_2024_05,
+        Some("2025-04-01") => FIELDS_2025_04,
+        _ => FIELDS,
+    }
+}
 
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
-const PART_TYPES: &[&str] = &["text", "image_url", "input_audio"];
+const PART_TYPES: &[&str] = &["text", "image_url", "input_audio", "audio_url"];
 
 /// What the proxy needs to know about a checked chat request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +269,15 @@ fn check_content(path: &str, raw: &RawValue, types: &[&str]) -> Result<(), ApiEr
                     one_of(&format!("{p}.detail"), detail, &["auto", "low", "high"])?;
                 }
             }
+            "audio_url" => {
+                let p = format!("{part_path}.audio_url");
+                let audio = object(&p, field(&fields, "audio_url").ok_or_else(|| missing(&p))?)?;
+                let url_path = format!("{p}.url");
+                string(
+                    &url_path,
+                    field(&audio, "url").ok_or_else(|| missing(&url_path))?,
+                )?;
+            }
             _ => {
                 // "input_audio"
                 let p = format!("{part_path}.input_audio");
@@ -375,6 +444,19 @@ mod tests {
         }
         assert!(run(ok[4]).unwrap().stream);
         assert!(!run(ok[0]).unwrap().stream);
+    }
+
+    #[test]
+    fn fields_follow_the_api_version() {
+        assert!(!fields_for(Some("2024-04-01-preview")).contains(&"model"));
+        assert!(fields_for(Some("2024-05-01-preview")).contains(&"model"));
+        assert!(!fields_for(Some("2024-05-01-preview")).contains(&"modalities"));
+        assert!(fields_for(Some("2025-04-01")).contains(&"modalities"));
+        assert!(!fields_for(Some("2025-04-01")).contains(&"user_security_context"));
+        for v in ["2025-05-01", "2025-05-15-preview"] {
+            assert!(fields_for(Some(v)).contains(&"user_security_context"));
+        }
+        assert_eq!(fields_for(None), FIELDS);
     }
 
     #[test]

@@ -13,6 +13,7 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -340,6 +341,18 @@ def api_key_from_env(tmp, runs):
     check(run.wait(15) == 0, run.log())
 
 
+def unauthenticated_refused(tmp, runs):
+    """AOP_ALLOW_UNAUTHENTICATED=false without a key: the proxy refuses to start, and the
+    entrypoint stops the engine and exits with the proxy's code."""
+    run = Run(tmp, "vllm", env={"AOP_ALLOW_UNAUTHENTICATED": "false"}, name="noauth")
+    runs.append(run)
+    run.start()
+    engine_pid, _ = run.pids()
+    check(run.wait(10) == 2, run.log())
+    check("the proxy exited on its own with code 2" in run.log(), run.log())
+    check(not pid_alive(engine_pid), "the engine outlived the proxy")
+
+
 def engine_key_passed_to_proxy(tmp, runs):
     """--api-key in the engine's arguments: the proxy sends it to the engine."""
     run = Run(tmp, "sglang", ["--api-key", "engine-key"], env={"AOP_API_KEYS": "client-key"},
@@ -565,16 +578,78 @@ def common_part_identical(tmp, runs):
           "the common parts differ: " + ", ".join(f"{e}: {len(p)} chars" for e, p in parts.items()))
 
 
+def shellcheck(tmp, runs):
+    """shellcheck finds nothing, down to style, in the entrypoints and this folder's runner."""
+    tool = os.environ.get("SHELLCHECK") or shutil.which("shellcheck")
+    check(tool, "shellcheck is not installed (tests/entrypoints/run.sh installs it)")
+    files = [f"{e}-entrypoint.sh" for e in ENGINES] + ["tests/entrypoints/run.sh"]
+    r = subprocess.run([tool, "--severity=style", *files], cwd=REPO, capture_output=True,
+                       text=True, check=False)
+    check(r.returncode == 0, r.stdout + r.stderr)
+
+
+def hadolint(tmp, runs):
+    """hadolint finds nothing, down to style, in the Dockerfile."""
+    tool = os.environ.get("HADOLINT") or shutil.which("hadolint")
+    check(tool, "hadolint is not installed (tests/entrypoints/run.sh installs it)")
+    r = subprocess.run([tool, "--no-color", "--failure-threshold", "style", "Dockerfile"],
+                       cwd=REPO, capture_output=True, text=True, check=False)
+    check(r.returncode == 0 and not r.stdout.strip(), r.stdout + r.stderr)
+
+
+def dockerfile_consistency(tmp, runs):
+    """What a build would need, checked without Docker: the targets, their entrypoints, and that
+    every file COPY'd from the context exists and is let through by .dockerignore."""
+    with open(os.path.join(REPO, "Dockerfile"), encoding="utf-8") as f:
+        lines = f.read().replace("\\\n", " ").splitlines()
+    with open(os.path.join(REPO, ".dockerignore"), encoding="utf-8") as f:
+        allowed = [ln[1:].rstrip("/") for ln in f.read().splitlines() if ln.startswith("!")]
+    stages, current = {}, None
+    for line in lines:
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            current = words[-1] if len(words) >= 4 and words[-2].upper() == "AS" else None
+            stages[current] = {"copies": [], "entrypoint": None, "env": line}
+        elif current and words[0] == "COPY":
+            args = [w for w in words[1:] if not w.startswith("--")]
+            from_stage = any(w.startswith("--from=") for w in words[1:])
+            if not from_stage:
+                for src in args[:-1]:
+                    check(os.path.exists(os.path.join(REPO, src.rstrip("/"))),
+                          f"COPY {src}: no such file")
+                    check(any(src.rstrip("/") == a or src.startswith(a + "/") for a in allowed),
+                          f"COPY {src}: .dockerignore keeps it out of the build context")
+            stages[current]["copies"].append((from_stage, args))
+        elif current and words[0] == "ENTRYPOINT":
+            stages[current]["entrypoint"] = json.loads(line.split(None, 1)[1])
+    scripts = {"tgi": "tgi", "vllm": "vllm", "sglang": "sglang", "tei-cpu": "tei", "tei-gpu": "tei"}
+    for target, engine in scripts.items():
+        check(target in stages, f"no target {target}")
+        stage = stages[target]
+        entry = "/usr/local/bin/azure-openai-proxy-entrypoint"
+        check(stage["entrypoint"] == [entry], f"{target}: ENTRYPOINT {stage['entrypoint']}")
+        check((False, [f"{engine}-entrypoint.sh", entry]) in stage["copies"],
+              f"{target}: does not copy {engine}-entrypoint.sh to {entry}")
+        check((True, ["/out/azure-openai-proxy", "/usr/local/bin/azure-openai-proxy"])
+              in stage["copies"], f"{target}: does not copy the proxy binary")
+    for name, value in re.findall(r"^ARG (\w+_IMAGE)=(\S+)$", "\n".join(lines), re.M):
+        tag = value.rsplit(":", 1)[-1] if ":" in value.rsplit("/", 1)[-1] else ""
+        check(tag and tag != "latest" and re.search(r"\d", tag), f"{name}={value} is not pinned")
+
+
 TESTS = {}
 for _engine, _mode in (("tgi", "late"), ("vllm", "late"), ("sglang", "503"), ("tei", "503")):
     TESTS[f"lifecycle[{_engine}]"] = lifecycle(_engine, _mode)
     TESTS[f"engine_dies[{_engine}]"] = engine_dies(_engine)
     TESTS[f"port_conflicts[{_engine}]"] = port_conflicts(_engine)
-for _f in (api_key_from_env, engine_key_passed_to_proxy, user_port_is_used, proxy_dies,
+for _f in (api_key_from_env, unauthenticated_refused, engine_key_passed_to_proxy, user_port_is_used, proxy_dies,
            sigint_stops_both, stubborn_engine_killed, in_flight_request_completes,
            second_signal_stops_now, poll_fallback,
            engine_exits_at_once, missing_engine, model_id, engine_args_env, metrics_port_clash,
-           key_file_unreadable, common_part_identical):
+           key_file_unreadable, common_part_identical, shellcheck, hadolint,
+           dockerfile_consistency):
     TESTS[_f.__name__] = _f
 
 
