@@ -157,6 +157,11 @@ pub struct Args {
     #[arg(long, env = "AOP_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
     pub shutdown_timeout: f64,
 
+    /// Also serve `GET /metrics` on this port, without an API key (for a cluster-internal
+    /// scraper); on the main port /metrics needs a key like every route but the probes.
+    #[arg(long, env = "AOP_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// Log format; levels come from RUST_LOG (default `info`).
     #[arg(long, env = "AOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

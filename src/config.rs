@@ -74,6 +74,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    /// Where the key-less metrics listener binds, if any.
+    pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
 }
 
@@ -230,6 +232,15 @@ impl Config {
                 8192,
                 16 * 1024 * 1024,
             )?,
+            metrics_listen: match args.metrics_port {
+                Some(p) if p == args.port => {
+                    return Err(format!(
+                        "--metrics-port: {p} is also --port; give the metrics their own port"
+                    ))
+                }
+                Some(p) => Some(SocketAddr::new(ip, p)),
+                None => None,
+            },
             log_format: args.log_format,
         })
     }

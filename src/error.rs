@@ -86,6 +86,29 @@ pub enum ApiError {
     NotReady { detail: String },
 }
 
+/// The codes the proxy itself answers with (any other code in an error answer is the engine's).
+pub const PROXY_CODES: &[&str] = &[
+    "MissingApiVersionParameter",
+    "UnsupportedApiVersion",
+    "BadRequest",
+    "DeploymentNotFound",
+    "InvalidHeaderValue",
+    "extra_parameters_not_allowed",
+    "UnsupportedParameter",
+    "OperationNotSupported",
+    "401",
+    "404",
+    "ModelNotFound",
+    "MethodNotAllowed",
+    "RequestEntityTooLarge",
+    "RequestTimeout",
+    "429",
+    "UpstreamUnreachable",
+    "UpstreamTimeout",
+    "UpstreamInvalidResponse",
+    "ServiceUnavailable",
+];
+
 impl ApiError {
     /// Shorthand for a 400 about the request body.
     pub fn invalid(message: impl Into<String>) -> Self {

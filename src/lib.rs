@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
@@ -60,6 +61,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         });
     }
     state.pool.spawn_health_checks();
+    if let Some(addr) = state.config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--metrics-port: cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, "metrics listening (no key needed)");
+        let metrics_app = axum::Router::new()
+            .route("/metrics", axum::routing::get(routes::health::metrics))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, metrics_app).await;
+        });
+    }
     let limits = server::Limits::from_config(&state.config);
     let draining = std::sync::Arc::clone(&state.draining);
     let shutdown = async move {

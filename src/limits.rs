@@ -42,6 +42,11 @@ impl Limiter {
         })
     }
 
+    /// Requests waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Requests being served now.
     pub fn in_flight(&self) -> usize {
         self.max - self.slots.available_permits()

@@ -64,6 +64,16 @@ impl Op {
         }
     }
 
+    /// The OpenTelemetry GenAI operation name.
+    fn genai_name(self) -> &'static str {
+        match self {
+            Op::Chat => "chat",
+            Op::Completions => "text_completion",
+            Op::Embeddings => "embeddings",
+            Op::Responses => "responses",
+        }
+    }
+
     fn needs(self) -> ModelType {
         match self {
             Op::Embeddings => ModelType::Embeddings,
@@ -190,6 +200,7 @@ pub async fn json_request(
     drop(body_model);
     let set: Vec<(&str, &str)> = edits.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = prepare::finish(&bytes, parsed, changed, model, &set);
+    let sent_at = std::time::Instant::now();
     let answer = match target
         .upstream
         .forward_json(op.engine_path(), out, headers)
@@ -198,13 +209,30 @@ pub async fn json_request(
         Ok(a) => a,
         Err(e) => return Err(explain_refusal(&target, op, e).await),
     };
-    if encoding == Encoding::Float {
-        return forward::relay_json(answer, wants_stream).await;
-    }
-    let floats = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
-    Ok(json_response(embeddings::encode_response(
-        &floats, encoding,
-    )?))
+    let mut response = if encoding == Encoding::Float {
+        forward::relay_json(answer, wants_stream).await?
+    } else {
+        let floats = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
+        let usage = crate::metrics::find_usage(&floats);
+        let mut r = json_response(embeddings::encode_response(&floats, encoding)?);
+        if let Some(u) = usage {
+            r.extensions_mut().insert(u);
+        }
+        r
+    };
+    let usage = response
+        .extensions()
+        .get::<crate::metrics::Usage>()
+        .copied();
+    response
+        .extensions_mut()
+        .insert(crate::telemetry::Forwarded {
+            deployment: target.deployment.clone(),
+            operation: op.genai_name(),
+            upstream_wait: sent_at.elapsed(),
+            usage,
+        });
+    Ok(response)
 }
 
 /// Finds where the request goes.
@@ -267,8 +295,11 @@ fn check_declared_type(target: &Target, op: Op) -> Result<(), ApiError> {
 /// type (learned by probing, only on this error path so that an engine serving both kinds is
 /// never refused); otherwise keeps the engine's own error.
 async fn explain_refusal(target: &Target, op: Op, error: ApiError) -> ApiError {
+    // A chat model asked for embeddings may answer 500 (llama-cpp-python does); a failing
+    // chat request's 500 is the engine's own trouble and stays as it is.
     let refused = matches!(&error, ApiError::Upstream { status, .. }
-        if status.is_client_error() || *status == axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_client_error()
+            || (op == Op::Embeddings && *status == axum::http::StatusCode::INTERNAL_SERVER_ERROR));
     if refused && target.model_type.is_none() {
         if let Some(t) = target.upstream.model_type(&target.model).await {
             if t != op.needs() {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::limits::Limiter;
+use crate::metrics::Metrics;
 use crate::upstream::pool::Pool;
 
 /// Configuration and the engines, shared by all requests.
@@ -16,6 +17,8 @@ pub struct AppState {
     pub limiter: Option<Arc<Limiter>>,
     /// Set when shutdown begins: readiness turns 503 at once.
     pub draining: Arc<AtomicBool>,
+    /// The Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -32,6 +35,7 @@ impl AppState {
             pool: Arc::new(pool),
             limiter: limiter.map(Arc::new),
             draining: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 }

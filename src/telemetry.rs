@@ -1,20 +1,34 @@
-//! Logging set-up. Levels come from `RUST_LOG` (default `info`); the format from `--log-format`.
-//! Request bodies, prompts and credentials are never logged.
+//! Logging set-up, request ids, and the observer that records each request's metrics and log
+//! line. Levels come from `RUST_LOG` (default `info`); the format from `--log-format`. Request
+//! bodies, prompts and credentials are never logged.
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
+use crate::metrics::{find_usage, GenAiLabels, Metrics, RequestLabels, UpstreamErrorLabels, Usage};
+use crate::state::AppState;
 
 /// Installs the global subscriber; later calls (as in tests) are ignored.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only on a terminal: container logs (docker logs, Azure ML) stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -22,15 +36,29 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// Request ids, on every answer, and one log line per request.
+/// What a handler tells the observer about a request it forwarded (a response extension).
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    /// The deployment the request went to.
+    pub deployment: String,
+    /// The GenAI operation name (`chat`, `text_completion`, `embeddings`, `responses`).
+    pub operation: &'static str,
+    /// Time spent waiting on the engine before the answer could start.
+    pub upstream_wait: Duration,
+    /// Token counts of a complete (non-streamed) answer.
+    pub usage: Option<Usage>,
+}
+
+/// Request ids, metrics, and one log line per request, written when its answer ends.
 ///
 /// The id is the client's `x-request-id` when it sent a sane one, else a new UUID. It is set on
 /// the request (so `proxy` forwards it to the engine as `x-request-id`), returned as
 /// `x-request-id` and `apim-request-id` as Azure does, and carried by every log line of the
 /// request. A client's `x-ms-client-request-id` is echoed back. The log line holds method, path
-/// (no query), status and duration: never the body, the query or any credential.
-pub async fn log_request(mut request: Request, next: Next) -> Response {
-    let start = std::time::Instant::now();
+/// (no query), status, deployment, durations and tokens: never the body, the query or any
+/// credential.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let start = Instant::now();
     let id = request
         .headers()
         .get(REQUEST_ID)
@@ -45,24 +73,230 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
         .cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
     let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
+    let metrics = Arc::clone(&state.metrics);
+    metrics.in_flight.inc();
     let mut response = next.run(request).instrument(span.clone()).await;
+    let headers_at = Instant::now();
+
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, id.clone());
     headers.insert("apim-request-id", id);
     if let Some(c) = client_id {
         headers.insert(CLIENT_REQUEST_ID, c);
     }
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let error_code = headers
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let forwarded = response.extensions_mut().remove::<Forwarded>();
     let status = response.status().as_u16();
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!(%method, %path, status, ms, "request");
-        } else {
-            tracing::info!(%method, %path, status, ms, "request");
+    if let Some(f) = &forwarded {
+        let own = (headers_at - start).saturating_sub(f.upstream_wait);
+        metrics.overhead.observe(own.as_secs_f64());
+    }
+    if let Some(code) = error_code
+        .as_deref()
+        .and_then(|c| upstream_error_kind(c, status))
+    {
+        metrics
+            .upstream_errors
+            .get_or_create(&UpstreamErrorLabels { kind: code })
+            .inc();
+    }
+    let api = match route.as_deref() {
+        Some("/health" | "/ready" | "/metrics") => "probe",
+        Some(r) if r.starts_with("/openai/") => "azure_openai",
+        Some(_) => "model_inference",
+        None => "other",
+    };
+    let end = Finish {
+        metrics,
+        span,
+        labels: RequestLabels {
+            route: route.unwrap_or_else(|| "unmatched".into()),
+            api,
+            deployment: forwarded
+                .as_ref()
+                .map(|f| f.deployment.clone())
+                .unwrap_or_default(),
+            status,
+        },
+        operation: forwarded.as_ref().map(|f| f.operation),
+        usage: forwarded.and_then(|f| f.usage),
+        method,
+        path,
+        start,
+        first_chunk: None,
+        last_chunk: None,
+        is_sse,
+        completed: false,
+    };
+    response.map(|body| Body::new(Observed { inner: body, end }))
+}
+
+/// The metric kind of an engine failure, from the answer's error code.
+fn upstream_error_kind(code: &str, status: u16) -> Option<String> {
+    match code {
+        "UpstreamUnreachable"
+        | "UpstreamTimeout"
+        | "UpstreamInvalidResponse"
+        | "ServiceUnavailable" => Some(code.to_owned()),
+        _ => None,
+    }
+    .or_else(|| {
+        // Errors that came from the engine itself keep its status.
+        let ours = crate::error::PROXY_CODES.contains(&code);
+        (!ours && status >= 400).then(|| format!("engine_{}xx", status / 100))
+    })
+}
+
+/// What is recorded when an answer's body ends (or its client goes away).
+struct Finish {
+    metrics: Arc<Metrics>,
+    span: tracing::Span,
+    labels: RequestLabels,
+    operation: Option<&'static str>,
+    usage: Option<Usage>,
+    method: axum::http::Method,
+    path: String,
+    start: Instant,
+    first_chunk: Option<Instant>,
+    last_chunk: Option<Instant>,
+    is_sse: bool,
+    completed: bool,
+}
+
+impl Finish {
+    fn on_chunk(&mut self, data: &[u8]) {
+        let now = Instant::now();
+        if !self.is_sse {
+            return;
         }
-    });
-    response
+        let model = &self.labels.deployment;
+        let operation = self.operation.unwrap_or("chat");
+        let genai = || GenAiLabels {
+            gen_ai_operation_name: operation,
+            gen_ai_request_model: model.clone(),
+        };
+        match self.last_chunk {
+            None => {
+                self.first_chunk = Some(now);
+                self.metrics
+                    .time_to_first_token
+                    .get_or_create(&genai())
+                    .observe((now - self.start).as_secs_f64());
+            }
+            Some(last) => {
+                self.metrics
+                    .time_per_output_token
+                    .get_or_create(&genai())
+                    .observe((now - last).as_secs_f64());
+            }
+        }
+        self.last_chunk = Some(now);
+        // The usage chunk (stream_options.include_usage) is the last event before [DONE].
+        for event in data
+            .split(|&b| b == b'\n')
+            .filter_map(|l| l.strip_prefix(b"data: "))
+        {
+            if let Some(u) = find_usage(event) {
+                self.usage = Some(u);
+            }
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        let elapsed = self.start.elapsed();
+        m.in_flight.dec();
+        m.requests.get_or_create(&self.labels).inc();
+        m.request_duration
+            .get_or_create(&self.labels)
+            .observe(elapsed.as_secs_f64());
+        if !self.completed {
+            m.client_disconnects.inc();
+        }
+        if let (Some(op), Some(u)) = (self.operation, self.usage) {
+            m.record_usage(op, &self.labels.deployment, u);
+        }
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let ttft_ms = self
+            .first_chunk
+            .map(|t| (t - self.start).as_secs_f64() * 1000.0);
+        let (prompt_tokens, completion_tokens) = self.usage.map_or((None, None), |u| {
+            (Some(u.prompt_tokens), Some(u.completion_tokens))
+        });
+        let status = self.labels.status;
+        let method = &self.method;
+        let path = &self.path;
+        let deployment = &self.labels.deployment;
+        let disconnected = !self.completed;
+        self.span.in_scope(|| {
+            if self.labels.api == "probe" {
+                tracing::debug!(%method, %path, status, ms, "request");
+            } else if status >= 500 {
+                tracing::warn!(%method, %path, status, %deployment, ms, ?ttft_ms, ?prompt_tokens, ?completion_tokens, disconnected, "request");
+            } else {
+                tracing::info!(%method, %path, status, %deployment, ms, ?ttft_ms, ?prompt_tokens, ?completion_tokens, disconnected, "request");
+            }
+        });
+    }
+}
+
+/// A response body that reports its chunks and its end to `Finish`.
+struct Observed {
+    inner: Body,
+    end: Finish,
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended; that is a complete answer too.
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.end.completed = true;
+        }
+    }
+}
+
+impl http_body::Body for Observed {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.end.on_chunk(data);
+                }
+            }
+            Poll::Ready(None) => this.end.completed = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The request id header, sent to the engine too.

@@ -32,3 +32,34 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     }
     Ok(Json(json!({"status": "ready", "upstreams": upstreams})))
 }
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render_metrics(&state),
+    )
+}
+
+/// The exposition, with the gauges read at scrape time (queue, replica health) brought up to date.
+pub fn render_metrics(state: &AppState) -> String {
+    let m = &state.metrics;
+    if let Some(limiter) = &state.limiter {
+        m.queued
+            .set(i64::try_from(limiter.queued()).unwrap_or(i64::MAX));
+    }
+    for upstream in state.pool.upstreams() {
+        for replica in upstream.replicas() {
+            m.replica_healthy
+                .get_or_create(&crate::metrics::ReplicaLabels {
+                    upstream: upstream.name.clone(),
+                    replica: replica.base.clone(),
+                })
+                .set(i64::from(replica.is_healthy()));
+        }
+    }
+    m.encode()
+}

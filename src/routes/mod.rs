@@ -21,7 +21,8 @@ const PREFIXES: &[&str] = &["", "/models", "/api/models"];
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/health", get(health::health))
-        .route("/ready", get(health::ready));
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics));
     for prefix in PREFIXES {
         router = router
             .route(
@@ -84,6 +85,9 @@ pub fn app(state: AppState) -> Router {
             crate::limits::limit,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
-        .layer(middleware::from_fn(crate::telemetry::log_request))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::telemetry::observe,
+        ))
         .with_state(state)
 }

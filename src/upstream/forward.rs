@@ -99,7 +99,11 @@ pub async fn relay_json(answer: Answer, wants_stream: bool) -> Result<Response, 
         })));
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| invalid())?;
+    let usage = crate::metrics::find_usage(&body);
     let mut out = Response::new(Body::from(body));
+    if let Some(u) = usage {
+        out.extensions_mut().insert(u);
+    }
     *out.status_mut() = status;
     out.headers_mut().insert(
         header::CONTENT_TYPE,
