@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): the Rust tests (unit, and integration on real sockets
-# against a mock engine), then the conformance suite with the real Azure SDKs when present.
+# The project's test command (README.md): the Rust tests (unit, property, and integration on
+# real sockets against a mock engine), the container entrypoints with a fake engine, then the
+# conformance suite with the real Azure SDKs against a mock and the real llama.cpp engine.
+#
+#   scripts/test.sh          everything
+#   scripts/test.sh mock     the conformance suite without the real engine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --all-targets
-if [ -x conformance/run.sh ]; then
-  conformance/run.sh "${1:-all}"
-fi
+tests/entrypoints/run.sh
+conformance/run.sh "${1:-all}"

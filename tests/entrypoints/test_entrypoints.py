@@ -12,6 +12,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -56,10 +57,36 @@ def check(condition, message):
         raise Failure(message)
 
 
+_PORTS_LOCK = threading.Lock()
+_PORTS_GIVEN = set()
+
+
+def _port_range():
+    """Below the kernel's ephemeral range, so no outgoing connection holds the port meanwhile."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="utf-8") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    return (10000, ephemeral_low - 1) if ephemeral_low > 12000 else (ephemeral_low // 2, ephemeral_low - 1)
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never handed out twice in one run (tests run in parallel)."""
+    low, high = _port_range()
+    with _PORTS_LOCK:
+        for _ in range(2000):
+            port = random.randint(low, high)
+            if port in _PORTS_GIVEN:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+            _PORTS_GIVEN.add(port)
+            return port
+    raise Failure("no free port found")
 
 
 def http(method, port, path, body=None, headers=None, timeout=5):
@@ -590,7 +617,10 @@ def shellcheck(tmp, runs):
 
 def hadolint(tmp, runs):
     """hadolint finds nothing, down to style, in the Dockerfile."""
-    tool = os.environ.get("HADOLINT") or shutil.which("hadolint")
+    cached = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                          "azure-openai-proxy", "lint-venv", "bin", "hadolint")
+    tool = (os.environ.get("HADOLINT") or shutil.which("hadolint")
+            or (cached if os.access(cached, os.X_OK) else None))
     check(tool, "hadolint is not installed (tests/entrypoints/run.sh installs it)")
     r = subprocess.run([tool, "--no-color", "--failure-threshold", "style", "Dockerfile"],
                        cwd=REPO, capture_output=True, text=True, check=False)
