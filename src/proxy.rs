@@ -171,6 +171,10 @@ pub async fn json_request(
     }
     check_declared_type(&target, op)?;
 
+    let include_usage = parsed
+        .get_non_null("stream_options")
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(o.get()).ok())
+        .is_some_and(|o| o.get("include_usage") == Some(&serde_json::Value::Bool(true)));
     let wants_stream = parsed
         .get_non_null("stream")
         .is_some_and(|s| s.get() == "true");
@@ -200,6 +204,18 @@ pub async fn json_request(
     drop(body_model);
     let set: Vec<(&str, &str)> = edits.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = prepare::finish(&bytes, parsed, changed, model, &set);
+    // Engines that never send the usage chunk get one made for them (counted from the stream,
+    // the prompt counted by their tokenize route, asked while the answer streams).
+    let caps = engine.capabilities();
+    let usage_fill = (wants_stream && include_usage && !caps.stream_usage).then(|| {
+        caps.tokenize.map(|(path, field)| {
+            let text = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map(|v| crate::upstream::usage_fill::prompt_text(&v))
+                .unwrap_or_default();
+            let upstream = std::sync::Arc::clone(&target.upstream);
+            tokio::spawn(async move { upstream.count_tokens(path, field, text).await })
+        })
+    });
     let sent_at = std::time::Instant::now();
     let answer = match target
         .upstream
@@ -210,7 +226,7 @@ pub async fn json_request(
         Err(e) => return Err(explain_refusal(&target, op, e).await),
     };
     let mut response = if encoding == Encoding::Float {
-        forward::relay_json(answer, wants_stream).await?
+        forward::relay_json(answer, wants_stream, usage_fill).await?
     } else {
         let floats = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
         let usage = crate::metrics::find_usage(&floats);

@@ -213,3 +213,51 @@ async fn a_non_json_answer_is_a_502_not_a_200() {
         );
     }
 }
+
+#[tokio::test]
+async fn usage_chunk_is_made_for_engines_that_do_not_send_it() {
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Stream {
+            chunks: vec![
+                chunk("one"),
+                chunk("two"),
+                chunk("three"),
+                "data: [DONE]\n\n".into(),
+            ],
+            gate: None,
+        },
+        other: json(200, r#"{"count":7}"#),
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &["--engine", "llama-cpp-python"]).await;
+    let body = r#"{"messages":[{"role":"user","content":"Hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
+    let text = proxy
+        .post("/openai/v1/chat/completions", body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 5, "{text}");
+    let usage: serde_json::Value =
+        serde_json::from_str(events[3].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(
+        usage["usage"],
+        serde_json::json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10})
+    );
+    assert_eq!(usage["choices"], serde_json::json!([]));
+    assert_eq!(events[4], "data: [DONE]");
+    let counted = mock.received_on("/extras/tokenize/count");
+    assert_eq!(counted.len(), 1);
+    assert_eq!(counted[0].json()["input"], "Hi\n");
+    // Without include_usage nothing is added; engines that send usage are left alone.
+    let plain = r#"{"messages":[{"role":"user","content":"Hi"}],"stream":true}"#;
+    let text = proxy
+        .post("/openai/v1/chat/completions", plain)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("usage"), "{text}");
+}

@@ -450,6 +450,28 @@ impl Upstream {
         Some(found)
     }
 
+    /// Counts the tokens of `text` with the engine's tokenize route (`path`, text in `field`);
+    /// `None` when the engine cannot say.
+    pub async fn count_tokens(&self, path: &str, field: &str, text: String) -> Option<u64> {
+        let mut body = serde_json::Map::new();
+        body.insert(field.to_owned(), Value::from(text));
+        let answer = self
+            .post_json(path, Bytes::from(Value::Object(body).to_string()))
+            .await
+            .ok()?;
+        let v: Value = serde_json::from_slice(
+            &read_limited(answer.response, MAX_ERROR_BODY * 16)
+                .await
+                .ok()?,
+        )
+        .ok()?;
+        v.get("count").and_then(Value::as_u64).or_else(|| {
+            v.get("tokens")
+                .and_then(Value::as_array)
+                .map(|t| t.len() as u64)
+        })
+    }
+
     /// The model type the engine itself reported at discovery (TEI, TGI), if any.
     pub fn reported_model_type(&self) -> Option<ModelType> {
         self.discovery

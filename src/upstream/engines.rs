@@ -53,6 +53,10 @@ pub struct Capabilities {
     pub max_completion_tokens: bool,
     /// How structured output is asked for.
     pub json_schema: JsonSchema,
+    /// Whether a stream asked for with `stream_options.include_usage` ends with a usage chunk.
+    pub stream_usage: bool,
+    /// The engine's route that counts tokens: (path, JSON field of the text).
+    pub tokenize: Option<(&'static str, &'static str)>,
 }
 
 impl Engine {
@@ -70,6 +74,8 @@ impl Engine {
             developer_role: true,
             max_completion_tokens: false,
             json_schema: JsonSchema::Native,
+            stream_usage: true,
+            tokenize: None,
         };
         match self {
             Engine::Vllm => Capabilities {
@@ -93,6 +99,8 @@ impl Engine {
                 null_content: false,
                 developer_role: false,
                 json_schema: JsonSchema::JsonObjectWithSchema,
+                stream_usage: false,
+                tokenize: Some(("/extras/tokenize/count", "input")),
                 ..base
             },
             Engine::Tei => Capabilities {

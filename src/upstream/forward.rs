@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use crate::error::ApiError;
 use crate::translate::sse::SseNormalizer;
 use crate::upstream::client::{describe, Answer, MAX_BUFFERED_BODY};
+use crate::upstream::usage_fill::{self, PromptCount};
 
 /// Whether the engine answered with an event stream.
 pub fn is_event_stream(response: &reqwest::Response) -> bool {
@@ -59,9 +60,27 @@ pub fn relay(answer: Answer) -> Response {
 /// The client's response for a JSON operation: streams are normalised as they come; a complete
 /// answer is read (bounded), checked to be JSON (else 502), and sent as its own bytes, or as an
 /// event stream when the client asked for one and the engine ignored `stream`.
-pub async fn relay_json(answer: Answer, wants_stream: bool) -> Result<Response, ApiError> {
+pub async fn relay_json(
+    answer: Answer,
+    wants_stream: bool,
+    usage: Option<PromptCount>,
+) -> Result<Response, ApiError> {
     if is_event_stream(&answer.response) {
-        return Ok(relay(answer));
+        let Some(prompt) = usage else {
+            return Ok(relay(answer));
+        };
+        let Answer {
+            response,
+            in_flight,
+            idle_timeout,
+        } = answer;
+        let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
+        let events = Box::pin(normalise(chunks));
+        let stream = usage_fill::fill(events, prompt).map(move |item| {
+            let _held = &in_flight;
+            item
+        });
+        return Ok(sse_response(stream));
     }
     let Answer {
         response,

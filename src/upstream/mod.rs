@@ -5,3 +5,4 @@ pub mod client;
 pub mod engines;
 pub mod forward;
 pub mod pool;
+pub mod usage_fill;

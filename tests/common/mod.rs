@@ -137,6 +137,7 @@ impl Mock {
             .route("/v1/completions", post(answer))
             .route("/v1/responses", post(answer))
             .route("/v1/audio/transcriptions", post(answer))
+            .route("/extras/tokenize/count", post(answer))
             .with_state(mock.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         mock
