@@ -162,6 +162,11 @@ pub struct Args {
     #[arg(long, env = "AOP_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Check the configuration (flags, environment, --config file) and exit: 0 when valid,
+    /// 2 with a message naming the flag or line otherwise. Nothing binds.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// Log format; levels come from RUST_LOG (default `info`).
     #[arg(long, env = "AOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

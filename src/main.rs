@@ -8,13 +8,30 @@ use azure_openai_proxy::cli::Args;
 use azure_openai_proxy::config::Config;
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(Args::parse()) {
+    let args = Args::parse();
+    let check_only = args.check_config;
+    let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
+    if check_only {
+        let upstreams: Vec<String> = config
+            .upstreams
+            .iter()
+            .map(|u| format!("{} ({})", u.name, u.urls.join(", ")))
+            .collect();
+        println!(
+            "configuration OK: listen {}, upstreams: {}, {} deployment(s) declared, {} API key(s)",
+            config.listen,
+            upstreams.join("; "),
+            config.deployments.len(),
+            config.api_keys.len()
+        );
+        return ExitCode::SUCCESS;
+    }
     azure_openai_proxy::telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -41,6 +41,26 @@ fn bad_configuration_fails_at_start_naming_the_flag() {
 }
 
 #[test]
+fn check_config_validates_and_exits() {
+    let ok = Command::new(BIN)
+        .args([
+            "--check-config",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/two-engines.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("configuration OK"));
+    let bad = Command::new(BIN)
+        .args(["--check-config", "--upstream-url", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--upstream-url"));
+}
+
+#[test]
 fn help_lists_flags_with_their_environment_variables() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
