@@ -66,6 +66,8 @@ pub struct Behaviour {
     /// `/v1/completions`, `/v1/responses`, `/v1/audio/transcriptions`.
     pub other: Reply,
     pub server_header: Option<&'static str>,
+    /// Whether requests are recorded (off for soak tests, where recording is the growth).
+    pub record: bool,
 }
 
 impl Default for Behaviour {
@@ -77,6 +79,7 @@ impl Default for Behaviour {
             embeddings: json(200, EMBEDDINGS_ANSWER),
             other: json(200, r#"{"id":"x","object":"other"}"#),
             server_header: None,
+            record: true,
         }
     }
 }
@@ -178,13 +181,15 @@ async fn answer(State(mock): State<Mock>, request: Request) -> Response {
         .await
         .unwrap_or_default();
     let path = parts.uri.path().to_owned();
-    mock.received.lock().unwrap().push(Received {
-        method: parts.method.to_string(),
-        path: path.clone(),
-        headers: parts.headers,
-        body,
-    });
     let behaviour = mock.behaviour.lock().unwrap().clone();
+    if behaviour.record {
+        mock.received.lock().unwrap().push(Received {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            headers: parts.headers,
+            body,
+        });
+    }
     let reply = match path.as_str() {
         "/v1/models" => behaviour.models,
         "/info" => behaviour.info,
