@@ -104,6 +104,18 @@ fn serves_and_exits_cleanly_on_sigterm() {
             s.read_to_string(&mut answer).unwrap();
             assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
             assert!(answer.contains("\"code\":\"401\""), "{answer}");
+            // An authorised request with a prompt (the engine is down: 503).
+            let body = r#"{"messages":[{"role":"user","content":"TOP-SECRET-PROMPT"}]}"#;
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(
+                s,
+                "POST /chat/completions?api-version=2024-05-01-preview HTTP/1.1\r\nhost: x\r\napi-key: secret-key-1\r\nauthorization: Bearer secret-key-1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
             served = true;
             break;
         }
@@ -124,6 +136,14 @@ fn serves_and_exits_cleanly_on_sigterm() {
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut log).unwrap();
     let log = strip_ansi(&log);
     assert!(!log.contains("secret-key-1"), "keys never reach the log");
+    assert!(
+        !log.contains("TOP-SECRET-PROMPT"),
+        "prompts never reach the log"
+    );
+    assert!(
+        log.contains("POST") && log.contains("status=503"),
+        "the request is logged: {log}"
+    );
     assert!(log.contains("shutting down"), "{log}");
 }
 
