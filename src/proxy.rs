@@ -226,7 +226,14 @@ pub async fn json_request(
         Err(e) => return Err(explain_refusal(&target, op, e).await),
     };
     let mut response = if encoding == Encoding::Float {
-        forward::relay_json(answer, wants_stream, usage_fill).await?
+        // The response reports the deployment's model when it has another name than the engine's.
+        let report_model = (target.deployment != target.model).then(|| target.deployment.clone());
+        let options = forward::RelayJson {
+            wants_stream,
+            usage_fill,
+            report_model,
+        };
+        forward::relay_json(answer, options).await?
     } else {
         let floats = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
         let usage = crate::metrics::find_usage(&floats);
@@ -275,6 +282,7 @@ pub async fn resolve(
             Err(ApiError::DeploymentNotFound { .. }) if pool.upstreams().len() == 1 => {
                 let mut t = pool.only().await?;
                 t.model = name.into_owned();
+                t.deployment = t.model.clone();
                 t.model_type = None;
                 Ok(t)
             }

@@ -504,3 +504,38 @@ async fn a_replica_that_comes_back_rejoins_the_rotation() {
     let nb = b.received_on("/v1/chat/completions").len();
     assert!(nb >= 5, "the replica is back in rotation: {nb} of 40");
 }
+
+#[tokio::test]
+async fn answers_report_the_deployments_model() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &["--model-name", "gpt-4o"]).await;
+    let url = format!("/openai/deployments/gpt-4o/chat/completions?api-version={AOAI}");
+    let v: Value = proxy.post(&url, CHAT).await.json().await.unwrap();
+    assert_eq!(v["model"], "gpt-4o");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello there");
+    mock.set(|b| {
+        b.chat = Reply::Stream {
+            chunks: vec![chunk("a"), "data: [DONE]\n\n".into()],
+            gate: None,
+        }
+    });
+    let text = proxy
+        .post(
+            &url,
+            r#"{"messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let first: Value = serde_json::from_str(
+        text.split("\n\n")
+            .next()
+            .unwrap()
+            .strip_prefix("data: ")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["model"], "gpt-4o");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}

@@ -57,36 +57,45 @@ pub fn relay(answer: Answer) -> Response {
     out
 }
 
+/// How a JSON operation's answer is relayed.
+#[derive(Debug, Default)]
+pub struct RelayJson {
+    /// The client asked for a stream (an engine that ignored `stream` gets its answer turned
+    /// into one).
+    pub wants_stream: bool,
+    /// Make the usage chunk the engine will not send, with the prompt count being asked for.
+    pub usage_fill: Option<PromptCount>,
+    /// Report this model name (the deployment's) instead of the engine's.
+    pub report_model: Option<String>,
+}
+
+type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
 /// The client's response for a JSON operation: streams are normalised as they come; a complete
 /// answer is read (bounded), checked to be JSON (else 502), and sent as its own bytes, or as an
 /// event stream when the client asked for one and the engine ignored `stream`.
-pub async fn relay_json(
-    answer: Answer,
-    wants_stream: bool,
-    usage: Option<PromptCount>,
-) -> Result<Response, ApiError> {
-    if is_event_stream(&answer.response) {
-        let Some(prompt) = usage else {
-            return Ok(relay(answer));
-        };
-        let Answer {
-            response,
-            in_flight,
-            idle_timeout,
-        } = answer;
-        let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
-        let events = Box::pin(normalise(chunks));
-        let stream = usage_fill::fill(events, prompt).map(move |item| {
-            let _held = &in_flight;
-            item
-        });
-        return Ok(sse_response(stream));
-    }
+pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, ApiError> {
     let Answer {
         response,
         in_flight,
         idle_timeout,
     } = answer;
+    if is_event_stream(&response) {
+        let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
+        let mut events: EventStream = Box::pin(normalise(chunks));
+        if let Some(model) = options.report_model {
+            events =
+                Box::pin(events.map(move |item| item.map(|chunk| rename_model(&chunk, &model))));
+        }
+        if let Some(prompt) = options.usage_fill {
+            events = Box::pin(usage_fill::fill(events, prompt));
+        }
+        let stream = events.map(move |item| {
+            let _held = &in_flight;
+            item
+        });
+        return Ok(sse_response(stream));
+    }
     let status = response.status();
     let mut body = Vec::new();
     let mut chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
@@ -110,14 +119,23 @@ pub async fn relay_json(
     let invalid = || ApiError::UpstreamInvalidResponse {
         detail: "the engine's answer is not JSON".into(),
     };
-    if wants_stream {
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
-        let events = crate::translate::sse::completion_as_events(&value).ok_or_else(invalid)?;
-        return Ok(sse_response(futures_util::stream::once(async move {
-            Ok::<_, std::io::Error>(events)
-        })));
+    if options.wants_stream || options.report_model.is_some() {
+        let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
+        if let (Some(model), Some(obj)) = (&options.report_model, value.as_object_mut()) {
+            if obj.contains_key("model") {
+                obj.insert("model".into(), serde_json::Value::from(model.as_str()));
+            }
+        }
+        if options.wants_stream {
+            let events = crate::translate::sse::completion_as_events(&value).ok_or_else(invalid)?;
+            return Ok(sse_response(futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(events)
+            })));
+        }
+        body = serde_json::to_vec(&value).map_err(|_| invalid())?;
+    } else {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| invalid())?;
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| invalid())?;
     let usage = crate::metrics::find_usage(&body);
     let mut out = Response::new(Body::from(body));
     if let Some(u) = usage {
@@ -129,6 +147,33 @@ pub async fn relay_json(
         HeaderValue::from_static("application/json"),
     );
     Ok(out)
+}
+
+/// Sets `model` in every event of a normalised chunk (whole `data: {...}` events).
+fn rename_model(chunk: &Bytes, model: &str) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(chunk.len() + 32);
+    for event in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let renamed = event
+            .strip_prefix(b"data: ")
+            .and_then(|data| serde_json::from_slice::<serde_json::Value>(data).ok())
+            .and_then(|mut v| {
+                let obj = v.as_object_mut()?;
+                if !obj.contains_key("model") {
+                    return None;
+                }
+                obj.insert("model".into(), serde_json::Value::from(model));
+                Some(v.to_string())
+            });
+        match renamed {
+            Some(json) => {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(json.as_bytes());
+            }
+            None => out.extend_from_slice(event),
+        }
+        out.extend_from_slice(b"\n\n");
+    }
+    out.freeze()
 }
 
 /// Why an engine's answer stopped before its end.
