@@ -162,6 +162,11 @@ pub struct Args {
     #[arg(long, env = "AOP_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Keep the last N Responses API answers in memory so that `previous_response_id`, GET and
+    /// DELETE work (on this replica only). 0: stateless.
+    #[arg(long, env = "AOP_RESPONSES_STORE", default_value_t = 0)]
+    pub responses_store: usize,
+
     /// Check the configuration (flags, environment, --config file) and exit: 0 when valid,
     /// 2 with a message naming the flag or line otherwise. Nothing binds.
     #[arg(long)]

@@ -74,6 +74,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    /// How many Responses API answers are kept (0: none).
+    pub responses_store: usize,
     /// Where the key-less metrics listener binds, if any.
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -232,6 +234,7 @@ impl Config {
                 8192,
                 16 * 1024 * 1024,
             )?,
+            responses_store: args.responses_store,
             metrics_listen: match args.metrics_port {
                 Some(p) if p == args.port => {
                     return Err(format!(

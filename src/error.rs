@@ -50,6 +50,9 @@ pub enum ApiError {
     /// No route has this path.
     #[error("Resource not found")]
     NotFound,
+    /// A stored response that is not (or no longer) kept.
+    #[error("{}", if *stateless { format!("Response with id '{id}' not found: this endpoint keeps no responses (start the proxy with --responses-store N).") } else { format!("Response with id '{id}' not found.") })]
+    ResponseNotFound { id: String, stateless: bool },
     /// `?model=` names a model the engine does not serve.
     #[error("The model '{model}' is not served by this endpoint.")]
     ModelNotFound { model: String },
@@ -99,6 +102,7 @@ pub const PROXY_CODES: &[&str] = &[
     "401",
     "404",
     "ModelNotFound",
+    "NotFound",
     "MethodNotAllowed",
     "RequestEntityTooLarge",
     "RequestTimeout",
@@ -139,7 +143,9 @@ impl ApiError {
             ApiError::DeploymentNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::UnsupportedParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound | ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound
+            | ApiError::ModelNotFound { .. }
+            | ApiError::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -168,6 +174,7 @@ impl ApiError {
             ApiError::Unauthorized => "401",
             ApiError::NotFound => "404",
             ApiError::ModelNotFound { .. } => "ModelNotFound",
+            ApiError::ResponseNotFound { .. } => "NotFound",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::PayloadTooLarge { .. } => "RequestEntityTooLarge",
             ApiError::RequestTimeout { .. } => "RequestTimeout",

@@ -14,6 +14,8 @@ pub mod extract;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod responses_api;
+pub mod responses_store;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -41,7 +41,6 @@ pub enum Op {
     Chat,
     Completions,
     Embeddings,
-    Responses,
 }
 
 impl Op {
@@ -50,7 +49,6 @@ impl Op {
             Op::Chat => "/v1/chat/completions",
             Op::Completions => "/v1/completions",
             Op::Embeddings => "/v1/embeddings",
-            Op::Responses => "/v1/responses",
         }
     }
 
@@ -60,7 +58,6 @@ impl Op {
             Op::Chat => "chatCompletion",
             Op::Completions => "completion",
             Op::Embeddings => "embeddings",
-            Op::Responses => "responses",
         }
     }
 
@@ -70,14 +67,13 @@ impl Op {
             Op::Chat => "chat",
             Op::Completions => "text_completion",
             Op::Embeddings => "embeddings",
-            Op::Responses => "responses",
         }
     }
 
     fn needs(self) -> ModelType {
         match self {
             Op::Embeddings => ModelType::Embeddings,
-            Op::Chat | Op::Completions | Op::Responses => ModelType::ChatCompletion,
+            Op::Chat | Op::Completions => ModelType::ChatCompletion,
         }
     }
 }
@@ -149,7 +145,6 @@ pub async fn json_request(
             encoding = request.encoding;
             options = Some(request);
         }
-        Op::Responses => {}
     }
     let known: &[&str] = match op {
         Op::Embeddings => embeddings::FIELDS,
@@ -161,13 +156,6 @@ pub async fn json_request(
     let engine = target.upstream.engine().await;
     if let Some(request) = options {
         embeddings::check_options(request, engine)?;
-    }
-    if op == Op::Responses && !engine.capabilities().responses {
-        return Err(ApiError::OperationNotSupported {
-            message: format!(
-                "The Responses API is not available on this model's engine ({engine})."
-            ),
-        });
     }
     check_declared_type(&target, op)?;
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::responses_store::ResponsesStore;
 use crate::upstream::pool::Pool;
 
 /// Configuration and the engines, shared by all requests.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// The Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// `--responses-store N`: the last N Responses API answers, when on.
+    pub responses: Option<Arc<ResponsesStore>>,
 }
 
 impl AppState {
@@ -30,7 +33,10 @@ impl AppState {
             config.max_queued_requests,
             config.queue_timeout,
         );
+        let responses = (config.responses_store > 0)
+            .then(|| Arc::new(ResponsesStore::new(config.responses_store)));
         Ok(AppState {
+            responses,
             config: Arc::new(config),
             pool: Arc::new(pool),
             limiter: limiter.map(Arc::new),

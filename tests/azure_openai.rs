@@ -228,14 +228,13 @@ async fn v1_routes_need_no_api_version() {
 async fn responses_and_audio_where_the_engine_has_them() {
     let mock = Mock::start(Behaviour::default()).await;
     let proxy = Proxy::before(&mock, &["--engine", "llamacpp"]).await;
-    let (status, code, msg) = azure_error(
-        proxy
-            .post("/openai/v1/responses", r#"{"input":"Hi"}"#)
-            .await,
-    )
-    .await;
-    assert_eq!((status, code.as_str()), (400, "OperationNotSupported"));
-    assert!(msg.contains("Responses API"), "{msg}");
+    // Without /v1/responses the proxy serves the Responses API over chat completions.
+    let r = proxy
+        .post("/openai/v1/responses", r#"{"input":"Hi"}"#)
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(mock.received_on("/v1/responses").is_empty());
+    assert_eq!(mock.received_on("/v1/chat/completions").len(), 1);
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(b"RIFF".to_vec()).file_name("a.wav"),

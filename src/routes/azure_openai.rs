@@ -56,11 +56,44 @@ macro_rules! body_model_handler {
 deployment_handler!(chat_completions, Op::Chat);
 deployment_handler!(completions, Op::Completions);
 deployment_handler!(embeddings, Op::Embeddings);
-body_model_handler!(responses, Surface::AzureOpenAi, Op::Responses);
+/// `POST /openai/responses?api-version=`.
+pub async fn responses(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    crate::responses_api::create(&state, Surface::AzureOpenAi, &uri, &headers, body).await
+}
+
+/// `POST /openai/v1/responses`.
+pub async fn v1_responses(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    crate::responses_api::create(&state, Surface::V1, &uri, &headers, body).await
+}
+
+/// `GET /openai/v1/responses/{id}` (and the api-version form).
+pub async fn get_response(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    crate::responses_api::get(&state, &id)
+}
+
+/// `DELETE /openai/v1/responses/{id}` (and the api-version form).
+pub async fn delete_response(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    crate::responses_api::delete(&state, &id)
+}
 body_model_handler!(v1_chat_completions, Surface::V1, Op::Chat);
 body_model_handler!(v1_completions, Surface::V1, Op::Completions);
 body_model_handler!(v1_embeddings, Surface::V1, Op::Embeddings);
-body_model_handler!(v1_responses, Surface::V1, Op::Responses);
 
 /// `/openai/deployments/{deployment}/audio/transcriptions`: forwarded as sent (multipart)
 /// where the engine transcribes (vLLM), otherwise Azure's 400.

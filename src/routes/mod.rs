@@ -61,6 +61,14 @@ pub fn app(state: AppState) -> Router {
             post(azure_openai::unsupported_operation),
         )
         .route("/openai/responses", post(azure_openai::responses))
+        .route(
+            "/openai/responses/{id}",
+            get(azure_openai::get_response).delete(azure_openai::delete_response),
+        )
+        .route(
+            "/openai/v1/responses/{id}",
+            get(azure_openai::get_response).delete(azure_openai::delete_response),
+        )
         .route("/openai/models", get(azure_openai::models))
         .route(
             "/openai/v1/chat/completions",

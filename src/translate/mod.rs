@@ -10,4 +10,5 @@ pub mod extra_params;
 pub mod info;
 pub mod json;
 pub mod prepare;
+pub mod responses;
 pub mod sse;
