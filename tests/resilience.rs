@@ -218,3 +218,62 @@ async fn slow_and_oversized_clients_are_cut_off() {
     // The proxy still serves.
     assert_eq!(proxy.get("/health").await.status(), 200);
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_hop_by_hop_headers_stay_put() {
+    let elsewhere = Mock::start(Behaviour::default()).await;
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    // An engine that answers with a redirect: the proxy never follows it.
+    mock.set(|b| {
+        b.chat = Reply::Fixed(
+            302,
+            "application/json",
+            format!("{{\"location\":\"{}\"}}", elsewhere.url()),
+        )
+    });
+    let (status, _, _) = azure_error(
+        proxy
+            .post(&format!("/chat/completions?api-version={V}"), CHAT)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(elsewhere.received().is_empty());
+    // Client hop-by-hop and other headers do not reach the engine; its Host is the engine's.
+    mock.set(|b| b.chat = json(200, CHAT_ANSWER));
+    let r = proxy
+        .client
+        .post(proxy.url(&format!("/chat/completions?api-version={V}")))
+        .header("connection", "keep-alive, x-secret-hop")
+        .header("x-secret-hop", "1")
+        .header("te", "trailers")
+        .header("proxy-authorization", "Basic abc")
+        .header("cookie", "session=1")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for name in [
+        "transfer-encoding",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "connection",
+    ] {
+        assert!(
+            r.headers().get(name).is_none() || name == "connection",
+            "{name} in the answer"
+        );
+    }
+    let sent = mock.received_on("/v1/chat/completions").pop().unwrap();
+    for name in ["x-secret-hop", "te", "proxy-authorization", "cookie"] {
+        assert!(
+            sent.headers.get(name).is_none(),
+            "{name} reached the engine"
+        );
+    }
+    assert_eq!(sent.headers["host"], mock.addr.to_string());
+}
