@@ -98,21 +98,9 @@ fn presented_keys(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
         .iter()
         .filter_map(|v| {
             let v = v.as_bytes();
-            (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| trim_ascii(&v[7..]))
+            (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| v[7..].trim_ascii())
         });
-    api_key.map(trim_ascii).chain(bearer)
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
+    api_key.map(<[u8]>::trim_ascii).chain(bearer)
 }
 
 /// Compares against every key without stopping early.

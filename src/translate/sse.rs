@@ -129,7 +129,7 @@ impl SseNormalizer {
             return;
         }
         self.has_data = false;
-        let data = trim(&self.data);
+        let data = self.data.trim_ascii();
         if data == b"[DONE]" {
             out.put_slice(DONE);
             self.done = true;
@@ -219,18 +219,6 @@ pub fn completion_as_events(answer: &serde_json::Value) -> Option<Bytes> {
     }
     out.put_slice(DONE);
     Some(out.freeze())
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 #[cfg(test)]
