@@ -1,13 +1,13 @@
 //! Every upstream and the deployments they serve: which engine (and which model name there)
 //! answers a deployment, and the background health checks of their replicas.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::config::{Config, DeploymentConfig};
 use crate::error::ApiError;
 use crate::translate::info::ModelType;
-use crate::upstream::client::Upstream;
+use crate::upstream::client::{Discovery, Upstream};
 
 /// Where a request goes.
 #[derive(Debug, Clone)]
@@ -42,7 +42,13 @@ pub struct Pool {
     model_type: Option<ModelType>,
     /// How often replicas are health-checked.
     health_interval: Duration,
+    /// The declared deployments as listed, built once.
+    declared_list: Option<Arc<Vec<Listed>>>,
+    /// The dynamic list and the discoveries it was built from.
+    cache: RwLock<Option<ListCache>>,
 }
+
+type ListCache = (Vec<Option<Arc<Discovery>>>, Arc<Vec<Listed>>);
 
 impl Pool {
     /// Builds one client per upstream.
@@ -52,7 +58,26 @@ impl Pool {
             .iter()
             .map(|u| Upstream::new(config, u).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let declared_list = (!config.deployments.is_empty()).then(|| {
+            Arc::new(
+                config
+                    .deployments
+                    .iter()
+                    .filter_map(|d| {
+                        let upstream = upstreams.get(d.upstream)?;
+                        Some(Listed {
+                            deployment: d.name.clone(),
+                            model: d.model.clone(),
+                            upstream: Arc::clone(upstream),
+                            owned_by: None,
+                        })
+                    })
+                    .collect(),
+            )
+        });
         Ok(Pool {
+            declared_list,
+            cache: RwLock::new(None),
             upstreams,
             declared: config.deployments.clone(),
             alias: config.model_name.clone(),
@@ -72,54 +97,68 @@ impl Pool {
     }
 
     /// Every deployment: declared ones, or every model each engine lists (plus the alias).
-    /// Fails only when no engine can be asked.
-    pub async fn list(&self) -> Result<Vec<Listed>, ApiError> {
-        if !self.declared.is_empty() {
-            return Ok(self
-                .declared
-                .iter()
-                .filter_map(|d| {
-                    let upstream = self.upstreams.get(d.upstream)?;
-                    Some(Listed {
-                        deployment: d.name.clone(),
-                        model: d.model.clone(),
-                        upstream: Arc::clone(upstream),
-                        owned_by: None,
-                    })
-                })
-                .collect());
+    /// Fails only when no engine can be asked. Built once per change of what the engines list,
+    /// so a request pays one lock and one reference count, not a list of strings.
+    pub async fn list(&self) -> Result<Arc<Vec<Listed>>, ApiError> {
+        if let Some(declared) = &self.declared_list {
+            return Ok(Arc::clone(declared));
         }
-        let mut out = Vec::new();
+        let mut found = Vec::with_capacity(self.upstreams.len());
         let mut last_error = None;
         for upstream in &self.upstreams {
             match upstream.discover(false).await {
-                Ok(d) => {
-                    for m in &d.models {
-                        if out.is_empty() {
-                            if let Some(alias) = self.alias.as_ref().filter(|a| **a != m.id) {
-                                out.push(Listed {
-                                    deployment: alias.clone(),
-                                    model: m.id.clone(),
-                                    upstream: Arc::clone(upstream),
-                                    owned_by: m.owned_by.clone(),
-                                });
-                            }
-                        }
+                Ok(d) => found.push(Some(d)),
+                Err(e) => {
+                    found.push(None);
+                    last_error = Some(e);
+                }
+            }
+        }
+        if let Ok(cache) = self.cache.read() {
+            if let Some((key, list)) = cache.as_ref() {
+                let same = key.len() == found.len()
+                    && key.iter().zip(&found).all(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    });
+                if same && !list.is_empty() {
+                    return Ok(Arc::clone(list));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (upstream, d) in self.upstreams.iter().zip(&found) {
+            let Some(d) = d else { continue };
+            for m in &d.models {
+                if out.is_empty() {
+                    if let Some(alias) = self.alias.as_ref().filter(|a| **a != m.id) {
                         out.push(Listed {
-                            deployment: m.id.clone(),
+                            deployment: alias.clone(),
                             model: m.id.clone(),
                             upstream: Arc::clone(upstream),
                             owned_by: m.owned_by.clone(),
                         });
                     }
                 }
-                Err(e) => last_error = Some(e),
+                out.push(Listed {
+                    deployment: m.id.clone(),
+                    model: m.id.clone(),
+                    upstream: Arc::clone(upstream),
+                    owned_by: m.owned_by.clone(),
+                });
             }
         }
-        match (out.is_empty(), last_error) {
-            (true, Some(e)) => Err(e),
-            _ => Ok(out),
+        if out.is_empty() {
+            if let Some(e) = last_error {
+                return Err(e);
+            }
         }
+        let list = Arc::new(out);
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = Some((found, Arc::clone(&list)));
+        }
+        Ok(list)
     }
 
     fn target(&self, listed: &Listed) -> Target {
