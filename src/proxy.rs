@@ -193,7 +193,7 @@ pub async fn json_request(
     let set: Vec<(&str, &str)> = edits.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = prepare::finish(&bytes, parsed, changed, model, &set);
     // Engines that never send the usage chunk get one made for them (counted from the stream,
-    // the prompt counted by their tokenize route, asked while the answer streams).
+    // the prompt counted by their tokenize route once the generation is over).
     let caps = engine.capabilities();
     let usage_fill = (wants_stream && include_usage && !caps.stream_usage).then(|| {
         caps.tokenize.map(|(path, field)| {
@@ -201,7 +201,9 @@ pub async fn json_request(
                 .map(|v| crate::upstream::usage_fill::prompt_text(&v))
                 .unwrap_or_default();
             let upstream = std::sync::Arc::clone(&target.upstream);
-            tokio::spawn(async move { upstream.count_tokens(path, field, text).await })
+            let count: std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send>> =
+                Box::pin(async move { upstream.count_tokens(path, field, text).await });
+            count
         })
     });
     let sent_at = std::time::Instant::now();

@@ -538,3 +538,26 @@ async fn answers_report_the_deployments_model() {
     assert_eq!(first["model"], "gpt-4o");
     assert!(text.ends_with("data: [DONE]\n\n"));
 }
+
+#[tokio::test]
+async fn readiness_per_upstream() {
+    let chat = Mock::start(Behaviour::default()).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let file = write_config(&format!(
+        "[[upstreams]]\nname = \"chat\"\nurl = \"{}\"\n\n[[upstreams]]\nname = \"embed\"\nurl = \"http://{dead}\"\n",
+        chat.url()
+    ));
+    let proxy = Proxy::start(&["--config", file.0.to_str().unwrap()]).await;
+    assert_eq!(
+        proxy.get("/ready").await.status(),
+        503,
+        "every upstream by default"
+    );
+    assert_eq!(proxy.get("/ready?upstream=chat").await.status(), 200);
+    assert_eq!(proxy.get("/ready?upstream=embed").await.status(), 503);
+    assert_eq!(proxy.get("/ready?upstream=nope").await.status(), 503);
+    assert_eq!(proxy.get("/ready?any=true").await.status(), 200);
+}

@@ -15,20 +15,58 @@ pub async fn health() -> Json<Value> {
 /// Readiness: 200 only when the engine answers now; 503 (Azure-shaped, with `Retry-After`)
 /// while it loads or is down.
 /// With several upstreams, every one must answer.
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `?upstream=NAME` asks about one upstream only (a proxy fronting several engine fleets can
+/// then stay in a Service while one fleet is down); `?any=true` is ready when any one answers.
+pub async fn ready(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::NotReady {
             detail: "the proxy is shutting down".into(),
         });
     }
+    let mut only = None;
+    let mut any = false;
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "upstream" => only = Some(v.into_owned()),
+            "any" => any = v == "true" || v == "1",
+            _ => {}
+        }
+    }
+    let chosen: Vec<_> = state
+        .pool
+        .upstreams()
+        .iter()
+        .filter(|u| only.as_deref().is_none_or(|n| n == u.name))
+        .collect();
+    if chosen.is_empty() {
+        return Err(ApiError::NotReady {
+            detail: format!("no upstream named '{}'", only.unwrap_or_default()),
+        });
+    }
     let mut upstreams = Vec::new();
-    for upstream in state.pool.upstreams() {
-        let d = upstream.ready().await?;
+    let mut last_error = None;
+    for upstream in chosen {
+        let d = match upstream.ready().await {
+            Ok(d) => d,
+            Err(e) if any => {
+                last_error = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         upstreams.push(json!({
             "name": upstream.name,
             "engine": d.engine.name(),
             "models": d.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
         }));
+    }
+    if upstreams.is_empty() {
+        if let Some(e) = last_error {
+            return Err(e);
+        }
     }
     Ok(Json(json!({"status": "ready", "upstreams": upstreams})))
 }

@@ -323,8 +323,15 @@ impl Upstream {
 
     /// Health check of every replica: in rotation when it answers its model list (or /info),
     /// out when it does not.
+    ///
+    /// A replica answering requests right now is alive and is left alone: some engines
+    /// (llama-cpp-python's server, by default) cut a running stream short whenever another
+    /// request reaches them.
     pub async fn check_replicas(&self) {
         for replica in &self.replicas {
+            if replica.outstanding.load(Ordering::Relaxed) > 0 && replica.is_healthy() {
+                continue;
+            }
             let found = self.ask_engine(replica).await.ok();
             let ok = found.is_some();
             if let (Some(found), Ok(mut guard)) = (found, self.discovery.write()) {
@@ -500,7 +507,20 @@ impl Upstream {
     }
 
     /// Readiness: the engine answers its model list (or TEI's /info) right now.
+    /// While the engine is answering requests it is ready, and is not asked again (a probe
+    /// would cut a llama-cpp-python stream short).
     pub async fn ready(&self) -> Result<Arc<Discovery>, ApiError> {
+        let busy = self
+            .replicas
+            .iter()
+            .any(|r| r.outstanding.load(Ordering::Relaxed) > 0 && r.is_healthy());
+        if busy {
+            if let Ok(guard) = self.discovery.read() {
+                if let Some(d) = guard.as_ref() {
+                    return Ok(Arc::clone(d));
+                }
+            }
+        }
         self.discover(true).await.map_err(|e| match e {
             ApiError::NotReady { .. } => e,
             other => ApiError::NotReady {

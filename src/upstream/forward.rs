@@ -58,7 +58,7 @@ pub fn relay(answer: Answer) -> Response {
 }
 
 /// How a JSON operation's answer is relayed.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RelayJson {
     /// The client asked for a stream (an engine that ignored `stream` gets its answer turned
     /// into one).

@@ -1,18 +1,21 @@
 //! The usage chunk for engines that do not send one (`stream_options.include_usage`): counted
 //! from the stream as it passes (one chunk with text or tool-call arguments = one token, which
 //! is how these engines stream), with the prompt counted by the engine's tokenize route where it
-//! has one (the messages' text, without the chat template's own tokens). The chunk goes out just
+//! has one (the messages' text, without the chat template's own tokens), asked once the
+//! generation is over. The chunk goes out just
 //! before `[DONE]`, as OpenAI sends it: `choices: []` and the `usage` object.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
 
 use crate::translate::sse::DONE;
 
-/// The prompt token count being asked of the engine, if it can say.
-pub type PromptCount = Option<JoinHandle<Option<u64>>>;
+/// How to ask the engine for the prompt's token count, if it can say. The future is only
+/// polled after the engine's `[DONE]`: an engine such as llama-cpp-python cuts a running
+/// stream short when another request reaches it.
+pub type PromptCount =
+    Option<std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send>>>;
 
 /// Counts what passes and adds the usage chunk before `[DONE]` unless the engine sent one.
 #[derive(Debug, Default)]
@@ -126,7 +129,7 @@ where
                         return Some((Ok(before), Some((events, counter, prompt))));
                     }
                     let prompt_tokens = match prompt {
-                        Some(task) => task.await.ok().flatten(),
+                        Some(count) => count.await,
                         None => None,
                     };
                     let mut out = BytesMut::from(&before[..]);
