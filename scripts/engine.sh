@@ -61,8 +61,11 @@ PYEOF
 
 serve_chat() {
   local port="$1"
+  # --interrupt_requests false: by default the server cuts a running stream short whenever
+  # another request arrives; a served endpoint queues them instead.
   exec "$VENV/bin/python" -m llama_cpp.server --model "$MODEL" --model_alias smollm2-135m-instruct \
-    --host 127.0.0.1 --port "$port" --n_ctx 2048 --n_threads "${AOP_ENGINE_THREADS:-1}" --verbose false
+    --host 127.0.0.1 --port "$port" --n_ctx 2048 --n_threads "${AOP_ENGINE_THREADS:-1}" --verbose false \
+    --interrupt_requests false
 }
 
 serve_embed() {
