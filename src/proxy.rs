@@ -244,6 +244,7 @@ pub async fn json_request(
             operation: op.genai_name(),
             upstream_wait: sent_at.elapsed(),
             usage,
+            upstream: target.upstream.name.clone(),
         });
     Ok(response)
 }

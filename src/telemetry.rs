@@ -47,6 +47,8 @@ pub struct Forwarded {
     pub upstream_wait: Duration,
     /// Token counts of a complete (non-streamed) answer.
     pub usage: Option<Usage>,
+    /// The upstream (by its configured name) that answered.
+    pub upstream: String,
 }
 
 /// Request ids, metrics, and one log line per request, written when its answer ends.
@@ -130,6 +132,10 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
             status,
         },
         operation: forwarded.as_ref().map(|f| f.operation),
+        upstream: forwarded
+            .as_ref()
+            .map(|f| f.upstream.clone())
+            .unwrap_or_default(),
         usage: forwarded.and_then(|f| f.usage),
         method,
         path,
@@ -164,6 +170,7 @@ struct Finish {
     span: tracing::Span,
     labels: RequestLabels,
     operation: Option<&'static str>,
+    upstream: String,
     usage: Option<Usage>,
     method: axum::http::Method,
     path: String,
@@ -229,27 +236,51 @@ impl Drop for Finish {
         if let (Some(op), Some(u)) = (self.operation, self.usage) {
             m.record_usage(op, &self.labels.deployment, u);
         }
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        let ttft_ms = self
+        let ms = Ms(Some(elapsed.as_secs_f64() * 1000.0));
+        let ttft_ms = Ms(self
             .first_chunk
-            .map(|t| (t - self.start).as_secs_f64() * 1000.0);
-        let (prompt_tokens, completion_tokens) = self.usage.map_or((None, None), |u| {
-            (Some(u.prompt_tokens), Some(u.completion_tokens))
-        });
+            .map(|t| (t - self.start).as_secs_f64() * 1000.0));
+        let prompt_tokens = Opt(self.usage.map(|u| u.prompt_tokens));
+        let completion_tokens = Opt(self.usage.map(|u| u.completion_tokens));
         let status = self.labels.status;
         let method = &self.method;
         let path = &self.path;
         let deployment = &self.labels.deployment;
+        let upstream = &self.upstream;
         let disconnected = !self.completed;
         self.span.in_scope(|| {
             if self.labels.api == "probe" {
-                tracing::debug!(%method, %path, status, ms, "request");
+                tracing::debug!(%method, %path, status, %ms, "request");
             } else if status >= 500 {
-                tracing::warn!(%method, %path, status, %deployment, ms, ?ttft_ms, ?prompt_tokens, ?completion_tokens, disconnected, "request");
+                tracing::warn!(%method, %path, status, %deployment, %upstream, %ms, %ttft_ms, %prompt_tokens, %completion_tokens, disconnected, "request");
             } else {
-                tracing::info!(%method, %path, status, %deployment, ms, ?ttft_ms, ?prompt_tokens, ?completion_tokens, disconnected, "request");
+                tracing::info!(%method, %path, status, %deployment, %upstream, %ms, %ttft_ms, %prompt_tokens, %completion_tokens, disconnected, "request");
             }
         });
+    }
+}
+
+/// Milliseconds with three decimals in log lines, `-` when unknown.
+struct Ms(Option<f64>);
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v:.3}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A count in log lines, `-` when unknown.
+struct Opt(Option<u64>);
+
+impl std::fmt::Display for Opt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("-"),
+        }
     }
 }
 
