@@ -100,6 +100,11 @@ pub struct Args {
     #[arg(long, env = "AOP_MAX_BODY_SIZE", default_value_t = 32 * 1024 * 1024)]
     pub max_body_size: usize,
 
+    /// Largest engine answer the proxy reads whole (complete JSON answers, embeddings it
+    /// re-encodes), in bytes; larger ones get a 502. Streams are not read whole.
+    #[arg(long, env = "AOP_MAX_UPSTREAM_BODY_SIZE", default_value_t = 256 * 1024 * 1024)]
+    pub max_upstream_body_size: usize,
+
     /// Seconds to wait for a TCP connection to the engine.
     #[arg(long, env = "AOP_UPSTREAM_CONNECT_TIMEOUT", default_value_t = 5.0)]
     pub upstream_connect_timeout: f64,

@@ -60,6 +60,7 @@ pub struct Config {
     pub model_type: Option<ModelType>,
     pub model_provider: Option<String>,
     pub max_body_size: usize,
+    pub max_upstream_body_size: usize,
     pub upstream_connect_timeout: Duration,
     pub upstream_headers_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -210,6 +211,12 @@ impl Config {
             }),
             model_provider: args.model_provider.filter(|m| !m.trim().is_empty()),
             max_body_size: args.max_body_size,
+            max_upstream_body_size: range(
+                "--max-upstream-body-size",
+                args.max_upstream_body_size,
+                1024,
+                usize::MAX,
+            )?,
             upstream_connect_timeout: seconds(
                 "--upstream-connect-timeout",
                 args.upstream_connect_timeout,

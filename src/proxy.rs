@@ -20,7 +20,6 @@ use crate::translate::embeddings::{self, Encoding};
 use crate::translate::extra_params::ExtraParams;
 use crate::translate::info::ModelType;
 use crate::translate::{adapt, chat, json, prepare};
-use crate::upstream::client::{read_limited, MAX_BUFFERED_BODY};
 use crate::upstream::forward;
 use crate::upstream::pool::Target;
 
@@ -225,7 +224,7 @@ pub async fn json_request(
         };
         forward::relay_json(answer, options).await?
     } else {
-        let floats = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
+        let floats = answer.read_all().await?;
         let usage = crate::metrics::find_usage(&floats);
         let mut r = json_response(embeddings::encode_response(&floats, encoding)?);
         if let Some(u) = usage {

@@ -22,7 +22,6 @@ use crate::state::AppState;
 use crate::translate::body::JsonBody;
 use crate::translate::responses::{self, ChatPlan, ResponsesStream};
 use crate::translate::{adapt, prepare};
-use crate::upstream::client::{read_limited, MAX_BUFFERED_BODY};
 use crate::upstream::forward::{self, Broken};
 
 /// Serves one `POST .../responses`: forwarded untouched to an engine that has the route,
@@ -93,7 +92,7 @@ pub async fn create(
     if plan.stream && forward::is_event_stream(&answer.response) {
         return Ok(stream(answer, plan, id, created_at, store));
     }
-    let chat_answer = read_limited(answer.response, MAX_BUFFERED_BODY).await?;
+    let chat_answer = answer.read_all().await?;
     let chat: Value =
         serde_json::from_slice(&chat_answer).map_err(|_| ApiError::UpstreamInvalidResponse {
             detail: "the engine's answer is not JSON".into(),
@@ -135,6 +134,7 @@ fn stream(
         response,
         in_flight,
         idle_timeout,
+        ..
     } = answer;
     let chunks = forward::with_idle_timeout(response.bytes_stream(), idle_timeout);
     let events = ResponsesStream::new(&plan, &id, created_at);

@@ -277,3 +277,42 @@ async fn redirects_are_not_followed_and_hop_by_hop_headers_stay_put() {
     }
     assert_eq!(sent.headers["host"], mock.addr.to_string());
 }
+
+#[tokio::test]
+async fn a_huge_engine_answer_is_a_502() {
+    let big = format!(
+        r#"{{"id":"x","object":"chat.completion","choices":[],"pad":"{}"}}"#,
+        "a".repeat(10_000)
+    );
+    let mock = Mock::start(Behaviour {
+        chat: json(200, &big),
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &["--max-upstream-body-size", "4096"]).await;
+    let (status, code, msg) = azure_error(
+        proxy
+            .post(&format!("/chat/completions?api-version={V}"), CHAT)
+            .await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (502, "UpstreamInvalidResponse"));
+    assert!(msg.contains("--max-upstream-body-size"), "{msg}");
+}
+
+#[tokio::test]
+async fn readiness_turns_503_as_soon_as_draining_starts() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    assert_eq!(proxy.get("/ready").await.status(), 200);
+    // What SIGTERM does first (see `run`): readiness answers 503 while open requests finish.
+    proxy
+        .state
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = proxy.get("/ready").await;
+    let (status, _, msg) = azure_error(r).await;
+    assert_eq!(status, 503);
+    assert!(msg.contains("shutting down"), "{msg}");
+    assert_eq!(proxy.get("/health").await.status(), 200);
+}

@@ -14,7 +14,6 @@ use crate::translate::body::JsonBody;
 use crate::translate::embeddings;
 use crate::translate::extra_params::ExtraParams;
 use crate::translate::info::{self, ModelInfo, ModelType};
-use crate::upstream::client::{read_limited, MAX_BUFFERED_BODY};
 
 /// `POST /chat/completions`.
 pub async fn chat_completions(
@@ -86,7 +85,7 @@ pub async fn image_embeddings(
     let mut answers = Vec::with_capacity(requests.len());
     for r in requests {
         let answer = target.upstream.post_json("/v1/embeddings", r).await?;
-        answers.push(read_limited(answer.response, MAX_BUFFERED_BODY).await?);
+        answers.push(answer.read_all().await?);
     }
     Ok(proxy::json_response(embeddings::merge_image_answers(
         &answers,

@@ -17,8 +17,6 @@ use crate::upstream::engines::Engine;
 
 /// Largest engine error body read to build an error message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-/// Largest engine answer read whole (model lists, embeddings to re-encode).
-pub const MAX_BUFFERED_BODY: usize = 256 * 1024 * 1024;
 /// Client headers the engine gets: the request id and the W3C trace context. Nothing else
 /// (credentials least of all) crosses over.
 const FORWARDED_HEADERS: &[&str] = &["x-request-id", "traceparent", "tracestate"];
@@ -70,6 +68,8 @@ pub struct Answer {
     pub in_flight: InFlight,
     /// Longest silence allowed between chunks of the answer.
     pub idle_timeout: Duration,
+    /// Largest answer read whole.
+    pub max_body: usize,
 }
 
 /// One engine behind the proxy, with its replicas.
@@ -82,6 +82,7 @@ pub struct Upstream {
     auth: Option<HeaderValue>,
     headers_timeout: Duration,
     idle_timeout: Duration,
+    max_body: usize,
     connect_retries: u32,
     configured_engine: Option<Engine>,
     discovery: RwLock<Option<Arc<Discovery>>>,
@@ -133,6 +134,7 @@ impl Upstream {
             auth,
             headers_timeout: config.upstream_headers_timeout,
             idle_timeout: config.upstream_idle_timeout,
+            max_body: config.max_upstream_body_size,
             connect_retries: config.upstream_connect_retries,
             configured_engine: upstream.engine,
             discovery: RwLock::new(None),
@@ -252,6 +254,7 @@ impl Upstream {
                             response: check_status(response).await?,
                             in_flight,
                             idle_timeout: self.idle_timeout,
+                            max_body: self.max_body,
                         })
                     }
                     Err(SendError::Connect(e)) => {
@@ -432,7 +435,7 @@ impl Upstream {
         let probe = serde_json::json!({"model": model, "input": "ping"}).to_string();
         let found = match self.post_json("/v1/embeddings", Bytes::from(probe)).await {
             Ok(a) => {
-                let body = read_limited(a.response, MAX_BUFFERED_BODY).await.ok()?;
+                let body = read_limited(a.response, MAX_ERROR_BODY * 16).await.ok()?;
                 let has_vectors = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
                     v.get("data")
                         .and_then(Value::as_array)

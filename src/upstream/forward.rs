@@ -13,7 +13,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::error::ApiError;
 use crate::translate::sse::SseNormalizer;
-use crate::upstream::client::{describe, Answer, MAX_BUFFERED_BODY};
+use crate::upstream::client::{describe, Answer};
 use crate::upstream::usage_fill::{self, PromptCount};
 
 /// Whether the engine answered with an event stream.
@@ -32,6 +32,7 @@ pub fn relay(answer: Answer) -> Response {
         response,
         in_flight,
         idle_timeout,
+        ..
     } = answer;
     if is_event_stream(&response) {
         let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
@@ -79,6 +80,7 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         response,
         in_flight,
         idle_timeout,
+        max_body,
     } = answer;
     if is_event_stream(&response) {
         let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
@@ -97,24 +99,7 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         return Ok(sse_response(stream));
     }
     let status = response.status();
-    let mut body = Vec::new();
-    let mut chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|broken| match broken {
-            Broken::Idle(_) => ApiError::UpstreamTimeout {
-                detail: broken.to_string(),
-            },
-            Broken::Upstream(_) => ApiError::UpstreamInvalidResponse {
-                detail: broken.to_string(),
-            },
-        })?;
-        if body.len() + chunk.len() > MAX_BUFFERED_BODY {
-            return Err(ApiError::UpstreamInvalidResponse {
-                detail: format!("the answer is larger than {MAX_BUFFERED_BODY} bytes"),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let mut body = read_whole(response, idle_timeout, max_body).await?;
     drop(in_flight);
     let invalid = || ApiError::UpstreamInvalidResponse {
         detail: "the engine's answer is not JSON".into(),
@@ -147,6 +132,45 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         HeaderValue::from_static("application/json"),
     );
     Ok(out)
+}
+
+/// Reads a whole answer: at most `max_body` bytes (`--max-upstream-body-size`), with no
+/// silence longer than `idle` between chunks.
+pub async fn read_whole(
+    response: reqwest::Response,
+    idle: Duration,
+    max_body: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    let mut chunks = with_idle_timeout(response.bytes_stream(), idle);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|broken| match broken {
+            Broken::Idle(_) => ApiError::UpstreamTimeout {
+                detail: broken.to_string(),
+            },
+            Broken::Upstream(_) => ApiError::UpstreamInvalidResponse {
+                detail: broken.to_string(),
+            },
+        })?;
+        if body.len() + chunk.len() > max_body {
+            return Err(ApiError::UpstreamInvalidResponse {
+                detail: format!(
+                    "the answer is larger than {max_body} bytes (--max-upstream-body-size)"
+                ),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+impl Answer {
+    /// The whole answer's body, bounded as `read_whole` says.
+    pub async fn read_all(self) -> Result<Bytes, ApiError> {
+        let body = read_whole(self.response, self.idle_timeout, self.max_body).await?;
+        drop(self.in_flight);
+        Ok(Bytes::from(body))
+    }
 }
 
 /// Sets `model` in every event of a normalised chunk (whole `data: {...}` events).

@@ -266,6 +266,8 @@ fn tokio_stream_from(
 /// The proxy running in-process on a real socket.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The proxy's shared state (to look inside, e.g. at the draining flag).
+    pub state: AppState,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
@@ -284,7 +286,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let app = azure_openai_proxy::app(state);
+        let app = azure_openai_proxy::app(state.clone());
         let done = tokio::spawn(async move {
             azure_openai_proxy::server::serve(
                 listener,
@@ -299,6 +301,7 @@ impl Proxy {
         });
         Proxy {
             addr,
+            state,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             done: Some(done),
