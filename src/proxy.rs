@@ -60,6 +60,15 @@ impl Op {
         }
     }
 
+    /// The OpenAI `object` of a complete answer.
+    fn object(self) -> &'static str {
+        match self {
+            Op::Chat => "chat.completion",
+            Op::Completions => "text_completion",
+            Op::Embeddings => "list",
+        }
+    }
+
     /// The OpenTelemetry GenAI operation name.
     fn genai_name(self) -> &'static str {
         match self {
@@ -221,6 +230,7 @@ pub async fn json_request(
             wants_stream,
             usage_fill,
             report_model,
+            object: Some(op.object()),
         };
         forward::relay_json(answer, options).await?
     } else {

@@ -466,3 +466,40 @@ async fn engine_gaps_are_filled_for_llama_cpp_python() {
         422
     );
 }
+
+#[tokio::test]
+async fn answers_missing_openai_fields_are_completed() {
+    // An engine answer without id, created, object and usage (as some engines send).
+    let bare = r#"{"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#;
+    let mock = Mock::start(Behaviour {
+        chat: json(200, bare),
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let v: Value = proxy
+        .post(&format!("/chat/completions?api-version={V}"), CHAT)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["created"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+    );
+    assert_eq!(v["choices"][0]["message"]["content"], "Hi");
+    // A complete answer keeps its very bytes.
+    mock.set(|b| b.chat = json(200, CHAT_ANSWER));
+    assert_eq!(
+        proxy
+            .post(&format!("/chat/completions?api-version={V}"), CHAT)
+            .await
+            .text()
+            .await
+            .unwrap(),
+        CHAT_ANSWER
+    );
+}

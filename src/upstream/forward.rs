@@ -68,6 +68,9 @@ pub struct RelayJson {
     pub usage_fill: Option<PromptCount>,
     /// Report this model name (the deployment's) instead of the engine's.
     pub report_model: Option<String>,
+    /// The OpenAI `object` of a complete answer (`chat.completion`, `text_completion`, `list`):
+    /// fields some engines leave out are completed. `None`: the answer is left as it is.
+    pub object: Option<&'static str>,
 }
 
 type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -104,12 +107,18 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
     let invalid = || ApiError::UpstreamInvalidResponse {
         detail: "the engine's answer is not JSON".into(),
     };
-    if options.wants_stream || options.report_model.is_some() {
+    let incomplete = options
+        .object
+        .is_some_and(|object| lacks_openai_fields(&body, object));
+    if options.wants_stream || options.report_model.is_some() || incomplete {
         let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
         if let (Some(model), Some(obj)) = (&options.report_model, value.as_object_mut()) {
             if obj.contains_key("model") {
                 obj.insert("model".into(), serde_json::Value::from(model.as_str()));
             }
+        }
+        if let (Some(object), Some(obj)) = (options.object, value.as_object_mut()) {
+            complete_openai_fields(obj, object, options.report_model.as_deref());
         }
         if options.wants_stream {
             let events = crate::translate::sse::completion_as_events(&value).ok_or_else(invalid)?;
@@ -132,6 +141,60 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         HeaderValue::from_static("application/json"),
     );
     Ok(out)
+}
+
+/// Whether a complete answer lacks a field strict clients need (cheap: a byte search; the
+/// answer is parsed only when one is missing).
+fn lacks_openai_fields(body: &[u8], object: &str) -> bool {
+    let fields: &[&str] = if object == "list" {
+        &["\"object\"", "\"model\"", "\"usage\""]
+    } else {
+        &[
+            "\"id\"",
+            "\"object\"",
+            "\"created\"",
+            "\"model\"",
+            "\"usage\"",
+        ]
+    };
+    fields
+        .iter()
+        .any(|f| memchr::memmem::find(body, f.as_bytes()).is_none())
+}
+
+/// Adds what some engines leave out of an OpenAI answer (llama.cpp omits `created` in places,
+/// others `usage` or `object`), so that strict clients parse it. Missing usage counts are 0.
+pub fn complete_openai_fields(
+    obj: &mut serde_json::Map<String, serde_json::Value>,
+    object: &'static str,
+    model: Option<&str>,
+) {
+    use serde_json::Value;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if object != "list" {
+        obj.entry("id")
+            .or_insert_with(|| Value::from(format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())));
+        obj.entry("created").or_insert(Value::from(now));
+    }
+    obj.entry("object").or_insert(Value::from(object));
+    obj.entry("model")
+        .or_insert_with(|| Value::from(model.unwrap_or_default()));
+    let usage = obj
+        .entry("usage")
+        .or_insert_with(|| serde_json::json!({"prompt_tokens": 0, "total_tokens": 0}));
+    if let Some(u) = usage.as_object_mut() {
+        if object != "list" {
+            u.entry("completion_tokens").or_insert(Value::from(0));
+        }
+        let total = ["prompt_tokens", "completion_tokens"]
+            .iter()
+            .filter_map(|k| u.get(*k).and_then(Value::as_u64))
+            .sum::<u64>();
+        u.entry("prompt_tokens").or_insert(Value::from(0));
+        u.entry("total_tokens").or_insert(Value::from(total));
+    }
 }
 
 /// Reads a whole answer: at most `max_body` bytes (`--max-upstream-body-size`), with no
