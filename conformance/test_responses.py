@@ -89,3 +89,40 @@ def test_responses_previous_response_id_needs_state(mock_chat):
         v1(mock_chat).responses.create(model="mock-chat", input="Hi", previous_response_id="resp_unknown")
     assert getattr(caught.value, "status_code", None) == 400
     assert "no conversation state" in str(caught.value)
+
+
+def test_langchain_azure_ai_over_the_responses_api(chat):
+    """langchain-azure-ai's default class switches to the Responses API once it has an
+    api_version: a multi-turn, tool-using conversation through it."""
+    from langchain_azure_ai.chat_models import AzureAIChatCompletionsModel
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny, 21 C"
+
+    model = AzureAIChatCompletionsModel(endpoint=f"{chat.url}/openai/v1", credential=KEY, model=chat.engine.model,
+                                        api_version="preview", use_responses_api=True, max_tokens=32)
+    llm = model.bind_tools([get_weather])
+    history = [HumanMessage("What is the weather in Paris?")]
+    first = llm.invoke(history)
+    assert isinstance(first, AIMessage)
+    if chat.is_mock:
+        assert first.tool_calls and first.tool_calls[0]["name"] == "get_weather"
+    if not first.tool_calls:
+        # The tiny real model may answer in words: give the turn a call to answer.
+        first = AIMessage(content="", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}])
+    history += [first, ToolMessage("sunny, 21 C", tool_call_id=first.tool_calls[0]["id"])]
+    second = llm.invoke(history)
+    assert isinstance(second, AIMessage)
+    if chat.is_mock:
+        assert "tool said: sunny, 21 C" in second.text
+    history += [second, HumanMessage("Thanks. And in Rome?")]
+    third = llm.invoke(history)
+    assert isinstance(third, AIMessage)
+    # It went through the proxy's Responses route (the proxy's own metrics say so).
+    import requests
+    metrics = requests.get(f"{chat.url}/metrics", headers={"api-key": KEY}, timeout=10).text
+    assert 'route="/openai/v1/responses"' in metrics

@@ -283,3 +283,36 @@ async fn an_engine_with_the_route_gets_the_request_untouched() {
     );
     assert!(mock.received_on("/v1/chat/completions").is_empty());
 }
+
+#[tokio::test]
+async fn a_client_leaving_a_responses_stream_cancels_the_engine() {
+    use futures_util::StreamExt;
+    let mut chunks = vec![chunk("one")];
+    chunks.extend((0..50).map(|i| chunk(&format!("more {i}"))));
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Stream {
+            chunks,
+            gate: Some(1),
+        },
+        ..Behaviour::default()
+    })
+    .await;
+    let proxy = Proxy::before(&mock, &["--engine", "llama-cpp-python"]).await;
+    let r = proxy
+        .post("/openai/v1/responses", r#"{"input":"Hi","stream":true}"#)
+        .await;
+    let mut body = r.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(std::str::from_utf8(&first)
+        .unwrap()
+        .contains("response.created"));
+    drop(body);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    mock.release();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        mock.stream_cancelled.notified(),
+    )
+    .await
+    .expect("the engine's stream is closed when the client goes away");
+}
