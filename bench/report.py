@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Turns the key=value results of bench/run.sh into Markdown tables and target verdicts."""
+
+import sys
+
+
+def load(path):
+    r = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                r[k] = v.strip('"')
+    return r
+
+
+R = load(sys.argv[1])
+
+
+def num(key):
+    v = R.get(key)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a, b):
+    return "n/a" if a is None or not b else f"{a / b:.2f}x"
+
+
+def diff(a, b, digits=0):
+    return "n/a" if a is None or b is None else f"{a - b:+,.{digits}f}"
+
+
+def pct(v):
+    return "n/a" if v is None else f"{v:.0f}%"
+
+
+def mb(kb):
+    return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
+
+
+out = []
+p = out.append
+p(f"Machine: {R.get('machine_cpu')}, {R.get('machine_cores')} cores, "
+  f"{fmt(num('machine_mem_mb'))} MB RAM, Linux {R.get('machine_kernel')}; "
+  f"nginx {R.get('nginx_version')}, wrk {R.get('wrk_version')}, oha {R.get('oha_version')}; "
+  f"proxy commit {R.get('commit')}; mode {R.get('mode')}; "
+  f"load average before {R.get('load_before')}, after {R.get('load_after')}.")
+p("")
+
+dur, conns = R.get("dur"), R.get("conns")
+p(f"### Max throughput (wrk, closed loop, {conns} connections, {dur} s; requests/s)")
+p("")
+p("| request | direct | nginx | ours | ours/direct | nginx/direct | ours/nginx | errors (d/n/o) |")
+p("|---|---:|---:|---:|---:|---:|---:|---|")
+for label, d, n, o in (
+    ("chat, JSON answer", "direct", "nginx", "ours"),
+    ("chat, SSE answer (6 events)", "sdirect", "snginx", "sours"),
+):
+    vd, vn, vo = num(f"rps_{d}"), num(f"rps_{n}"), num(f"rps_{o}")
+    errs = "/".join(R.get(f"rps_err_{k}", "?") for k in (d, n, o))
+    p(f"| {label} | {fmt(vd)} | {fmt(vn)} | {fmt(vo)} | {ratio(vo, vd)} | {ratio(vn, vd)} "
+      f"| {ratio(vo, vn)} | {errs} |")
+vw = num("rps_ours_warn")
+p(f"| chat, JSON, ours with RUST_LOG=warn (no access log) | | | {fmt(vw)} "
+  f"| {ratio(vw, num('rps_direct'))} | | {ratio(vw, num('rps_nginx'))} "
+  f"| {R.get('rps_err_ours_warn', '?')} |")
+p("")
+p("CPU time of the proxy under test during those runs (from /proc/PID/stat; nginx: its one worker; "
+  "its core is CPU 0):")
+p("")
+p("| request | nginx CPU | nginx µs CPU/request | ours CPU | ours µs CPU/request | ours/nginx per request |")
+p("|---|---:|---:|---:|---:|---:|")
+for label, n, o in (
+    ("chat, JSON answer", "nginx", "ours"),
+    ("chat, SSE answer (6 events)", "snginx", "sours"),
+    ("chat, JSON, ours with RUST_LOG=warn", None, "ours_warn"),
+):
+    cn = pct(num(f"cpu_{n}")) if n else ""
+    un = fmt(num(f"cpu_us_{n}"), 1) if n else ""
+    p(f"| {label} | {cn} | {un} | {pct(num(f'cpu_{o}'))} | {fmt(num(f'cpu_us_{o}'), 1)} "
+      f"| {ratio(num(f'cpu_us_{o}'), num(f'cpu_us_{n}')) if n else ''} |")
+p("")
+
+p(f"### Latency at a fixed {R.get('rate')} requests/s (oha, open loop, "
+  f"coordinated-omission corrected, {dur} s; µs)")
+p("")
+p("| percentile | direct | nginx | ours | nginx/direct | ours/direct | ours/nginx "
+  "| added by nginx | added by ours |")
+p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label, k in (("p50", "p50"), ("p99", "p99"), ("p99.9", "p999")):
+    d, n, o = (num(f"lat_{k}_{t}") for t in ("direct", "nginx", "ours"))
+    p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {ratio(n, d)} | {ratio(o, d)} "
+      f"| {ratio(o, n)} | {diff(n, d)} | {diff(o, d)} |")
+p(f"| achieved rate (req/s) | {fmt(num('lat_rps_direct'))} | {fmt(num('lat_rps_nginx'))} "
+  f"| {fmt(num('lat_rps_ours'))} | | | | | |")
+p(f"| failed requests | {R.get('lat_err_direct')} | {R.get('lat_err_nginx')} "
+  f"| {R.get('lat_err_ours')} | | | | | |")
+p("")
+
+p(f"### Streaming against an upstream sending one event every 10 ms "
+  f"({R.get('streams')} streams of 6 events, one at a time; µs)")
+p("")
+p("| measure | direct | nginx | ours | ours/nginx | added by nginx | added by ours |")
+p("|---|---:|---:|---:|---:|---:|---:|")
+for label, k in (
+    ("time to first token, p50", "ttft_p50"),
+    ("time to first token, p99", "ttft_p99"),
+    ("chunk delivery (upstream write → client read), p50", "chunk_p50"),
+    ("chunk delivery, p99", "chunk_p99"),
+    ("gap between chunks, p50 (nominal 10,000)", "gap_p50"),
+    ("gap between chunks, p99", "gap_p99"),
+):
+    d, n, o = (num(f"{k}_{t}") for t in ("direct", "nginx", "ours"))
+    p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {ratio(o, n)} | {diff(n, d)} | {diff(o, d)} |")
+p(f"| failed streams | {R.get('stream_err_direct')} | {R.get('stream_err_nginx')} "
+  f"| {R.get('stream_err_ours')} | | | |")
+p("")
+
+p("### Memory (VmRSS)")
+p("")
+p("| state | ours | nginx worker | ours/nginx | streams open end to end (ours / nginx) |")
+p("|---|---:|---:|---:|---|")
+p(f"| idle, just started | {mb(num('rss_idle'))} | {mb(num('rss_nginx_idle'))} "
+  f"| {ratio(num('rss_idle'), num('rss_nginx_idle'))} | |")
+p(f"| after the throughput and latency runs | {mb(num('rss_after_load'))} | | | |")
+for label, k in (
+    ("1,000 open streams (HTTP/1.1, one connection each)", "1k"),
+    ("10,000 open streams (HTTP/2 from the client, 100 per connection)", "10k"),
+):
+    opened = f"{R.get(f'upconns_ours_{k}', 'n/a')} / {R.get(f'upconns_nginx_{k}', 'n/a')}"
+    o, n = num(f"rss_ours_{k}"), num(f"rss_nginx_{k}")
+    p(f"| {label} | {mb(o)} | {mb(n)} | {ratio(o, n)} | {opened} |")
+per = None
+if num("rss_ours_10k") is not None and num("rss_idle_hold") is not None:
+    per = (num("rss_ours_10k") - num("rss_idle_hold")) / 10000
+pern = None
+if num("rss_nginx_10k") is not None and num("rss_nginx_idle") is not None:
+    pern = (num("rss_nginx_10k") - num("rss_nginx_idle")) / 10000
+p(f"| per open stream (10,000 − idle) | {fmt(per, 1)} kB | {fmt(pern, 1)} kB "
+  f"| {ratio(per, pern)} | |")
+p(f"| after the streams closed | {mb(num('rss_after_hold'))} | | | |")
+p("")
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+targets = []
+vd, vn, vo = num("rps_direct"), num("rps_nginx"), num("rps_ours")
+targets.append((
+    "max throughput through ours ≥ nginx's (JSON)",
+    f"{fmt(vo)} vs {fmt(vn)} req/s ({ratio(vo, vn)})",
+    None if vo is None or vn is None else vo >= vn,
+))
+d, n, o = (num(f"lat_p50_{t}") for t in ("direct", "nginx", "ours"))
+ok = None if None in (d, n, o) else (o - d) <= (n - d)
+targets.append((
+    "added p50 latency ≤ nginx's",
+    f"{diff(o, d)} µs vs {diff(n, d)} µs",
+    ok,
+))
+d, o = num("ttft_p50_direct"), num("ttft_p50_ours")
+targets.append((
+    "added time to first token < 100 µs (p50)",
+    f"{diff(o, d)} µs",
+    None if None in (d, o) else (o - d) < 100,
+))
+v = num("rss_idle")
+targets.append(("RSS idle < 10 MB", mb(v), None if v is None else v < 10 * 1024))
+v = num("rss_ours_10k")
+opened = num("upconns_ours_10k")
+targets.append((
+    "RSS with 10,000 open streams < 100 MB",
+    f"{mb(v)} ({fmt(opened)} streams open upstream)",
+    None if v is None or opened is None or opened < 9900 else v < 100 * 1024,
+))
+p("### Targets")
+p("")
+p("| target | measured | result |")
+p("|---|---|---|")
+for name, measured, ok in targets:
+    p(f"| {name} | {measured} | {verdict(ok)} |")
+print("\n".join(out))
