@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    azure_openai_proxy::telemetry::init(config.log_format);
+    let _log_guard = azure_openai_proxy::telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

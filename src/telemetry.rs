@@ -21,19 +21,28 @@ use crate::cli::LogFormat;
 use crate::metrics::{find_usage, GenAiLabels, Metrics, RequestLabels, UpstreamErrorLabels, Usage};
 use crate::state::AppState;
 
-/// Installs the global subscriber; later calls (as in tests) are ignored.
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber; later calls (as in tests) are ignored. Lines are written
+/// by a background thread, off the request path; keep the returned guard alive until exit so
+/// the last lines are flushed.
+pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: container logs (docker logs, Azure ML) stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Not lossy: under load a slow log consumer slows logging, it never loses lines.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(4096)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .with_writer(writer)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }
 
 /// What a handler tells the observer about a request it forwarded (a response extension).
