@@ -14,56 +14,10 @@ use crate::translate::json::{
     self, array, expect_kind, field, integer, missing, object, one_of, string, Kind,
 };
 
-/// Top-level fields of ChatCompletionsOptions in the Model Inference spec, by api-version:
-/// the 2024-04-01-preview draft's, then `model` (2024-05-01-preview), `modalities`
-/// (2025-04-01), `user_security_context` (2025-05-01 and the 2025-05 previews).
-const FIELDS_2024_04: &[&str] = &[
-    "messages",
-    "frequency_penalty",
-    "presence_penalty",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "response_format",
-    "stop",
-    "stream",
-    "tools",
-    "tool_choice",
-    "seed",
-];
-const FIELDS_2024_05: &[&str] = &[
-    "messages",
-    "frequency_penalty",
-    "presence_penalty",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "response_format",
-    "stop",
-    "stream",
-    "tools",
-    "tool_choice",
-    "seed",
-    "model",
-];
-const FIELDS_2025_04: &[&str] = &[
-    "messages",
-    "frequency_penalty",
-    "presence_penalty",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "response_format",
-    "stop",
-    "stream",
-    "tools",
-    "tool_choice",
-    "seed",
-    "model",
-    "modalities",
-];
-/// The latest set; also used for versions added with `--api-versions` and when no version is
-/// given.
+/// Top-level fields of ChatCompletionsOptions in the Model Inference spec, in the order they
+/// arrived: the 2024-04-01-preview draft's twelve, then `model` (2024-05-01-preview),
+/// `modalities` (2025-04-01), `user_security_context` (2025-05-01 and the 2025-05 previews).
+/// The whole list also serves versions added with `--api-versions` and requests without one.
 pub const FIELDS: &[&str] = &[
     "messages",
     "frequency_penalty",
@@ -85,9 +39,10 @@ pub const FIELDS: &[&str] = &[
 /// The spec's chat fields for an api-version.
 pub fn fields_for(api_version: Option<&str>) -> &'static [&'static str] {
     match api_version {
-        Some("2024-04-01-preview") => FIELDS_2024_04,
-        Some("2024-05-01-preview") => FIELDS_2024_05,
-        Some("2025-04-01") => FIELDS_2025_04,
+        // Each version's fields are a prefix of the latest list, in the order they arrived.
+        Some("2024-04-01-preview") => &FIELDS[..12],
+        Some("2024-05-01-preview") => &FIELDS[..13],
+        Some("2025-04-01") => &FIELDS[..14],
         _ => FIELDS,
     }
 }
