@@ -57,18 +57,24 @@ pub struct ChatRequest {
     pub stream: bool,
 }
 
-/// Checks a chat completions body against the spec's shapes.
-pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
-    let messages = body
+/// The `messages` array, which every chat request needs and which must not be empty.
+fn messages<'a>(body: &JsonBody<'a>) -> Result<Vec<&'a RawValue>, ApiError> {
+    let raw = body
         .get_non_null("messages")
         .ok_or_else(|| missing("messages"))?;
-    let messages = array("messages", messages)?;
+    let messages = array("messages", raw)?;
     if messages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
             "'messages' must contain at least one message.",
         ));
     }
+    Ok(messages)
+}
+
+/// Checks a chat completions body against the spec's shapes.
+pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
+    let messages = messages(body)?;
     for (i, m) in messages.iter().enumerate() {
         check_message(&format!("messages[{i}]"), m)?;
     }
@@ -114,16 +120,7 @@ pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
 /// (other roles and part types, `functions`, `n`, ...): a non-empty `messages` array of
 /// objects with a string `role`; the engine judges the rest.
 pub fn check_basic(body: &JsonBody<'_>) -> Result<(), ApiError> {
-    let messages = body
-        .get_non_null("messages")
-        .ok_or_else(|| missing("messages"))?;
-    let messages = array("messages", messages)?;
-    if messages.is_empty() {
-        return Err(ApiError::invalid_param(
-            "messages",
-            "'messages' must contain at least one message.",
-        ));
-    }
+    let messages = messages(body)?;
     for (i, m) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
         let fields = object(&path, m)?;
