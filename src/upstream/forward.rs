@@ -127,10 +127,9 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
             })));
         }
         body = serde_json::to_vec(&value).map_err(|_| invalid())?;
-    } else {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| invalid())?;
     }
-    let usage = crate::metrics::find_usage(&body);
+    // One pass both checks that the answer is JSON and finds its usage for the metrics.
+    let usage = usage_of_json(&body).map_err(|_| invalid())?;
     let mut out = Response::new(Body::from(body));
     if let Some(u) = usage {
         out.extensions_mut().insert(u);
@@ -141,6 +140,23 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         HeaderValue::from_static("application/json"),
     );
     Ok(out)
+}
+
+/// Parses a complete answer once: `Err` when it is not JSON, else its `usage`, if any.
+fn usage_of_json(body: &[u8]) -> Result<Option<crate::metrics::Usage>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    match serde_json::from_slice::<Peek<'_>>(body) {
+        Ok(peek) => Ok(peek.usage.and_then(|u| serde_json::from_str(u.get()).ok())),
+        // Valid JSON that is not an object (no usage to find) still passes.
+        Err(e) if e.is_data() => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map(|_| None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether a complete answer lacks a field strict clients need (cheap: a byte search; the
