@@ -177,6 +177,11 @@ pub struct Args {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Threads serving requests (default: the CPUs this process may use). With 1, the proxy
+    /// runs on a single-threaded runtime, which costs less per request than a one-worker pool.
+    #[arg(long, env = "AOP_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// Log format; levels come from RUST_LOG (default `info`).
     #[arg(long, env = "AOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

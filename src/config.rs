@@ -80,6 +80,8 @@ pub struct Config {
     /// Where the key-less metrics listener binds, if any.
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
+    /// Threads serving requests (`--worker-threads`); 1 means a single-threaded runtime.
+    pub worker_threads: usize,
 }
 
 impl Config {
@@ -242,6 +244,11 @@ impl Config {
                 16 * 1024 * 1024,
             )?,
             responses_store: args.responses_store,
+            worker_threads: match args.worker_threads {
+                Some(n) => range("--worker-threads", n, 1, 1024)?,
+                // The CPUs this process may run on (taskset, cgroup limits), not the machine's.
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
             metrics_listen: match args.metrics_port {
                 Some(p) if p == args.port => {
                     return Err(format!(

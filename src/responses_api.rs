@@ -136,7 +136,7 @@ fn stream(
         idle_timeout,
         ..
     } = answer;
-    let chunks = forward::with_idle_timeout(response.bytes_stream(), idle_timeout);
+    let chunks = forward::Chunks::new(response.into_body(), idle_timeout);
     let events = ResponsesStream::new(&plan, &id, created_at);
     let state = (
         chunks,

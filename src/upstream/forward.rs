@@ -3,21 +3,26 @@
 //! when the client goes away the response body is dropped, which drops the engine's connection
 //! and so stops the generation.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use std::time::Duration;
-
 use futures_util::{Stream, StreamExt};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
 use crate::translate::sse::SseNormalizer;
-use crate::upstream::client::{describe, Answer};
+use crate::upstream::client::{describe, Answer, EngineResponse};
 use crate::upstream::usage_fill::{self, PromptCount};
 
 /// Whether the engine answered with an event stream.
-pub fn is_event_stream(response: &reqwest::Response) -> bool {
+pub fn is_event_stream<B>(response: &axum::http::Response<B>) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -35,7 +40,7 @@ pub fn relay(answer: Answer) -> Response {
         ..
     } = answer;
     if is_event_stream(&response) {
-        let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
+        let chunks = Chunks::new(response.into_body(), idle_timeout);
         let stream = normalise(chunks).map(move |item| {
             let _held = &in_flight;
             item
@@ -48,7 +53,7 @@ pub fn relay(answer: Answer) -> Response {
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-    let body = with_idle_timeout(response.bytes_stream(), idle_timeout).map(move |item| {
+    let body = Chunks::new(response.into_body(), idle_timeout).map(move |item| {
         let _held = &in_flight;
         item.map_err(|broken| std::io::Error::other(broken.to_string()))
     });
@@ -86,7 +91,7 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         max_body,
     } = answer;
     if is_event_stream(&response) {
-        let chunks = with_idle_timeout(response.bytes_stream(), idle_timeout);
+        let chunks = Chunks::new(response.into_body(), idle_timeout);
         let mut events: EventStream = Box::pin(normalise(chunks));
         if let Some(model) = options.report_model {
             events =
@@ -126,7 +131,7 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
                 Ok::<_, std::io::Error>(events)
             })));
         }
-        body = serde_json::to_vec(&value).map_err(|_| invalid())?;
+        body = Bytes::from(serde_json::to_vec(&value).map_err(|_| invalid())?);
     }
     // One pass both checks that the answer is JSON and finds its usage for the metrics.
     let usage = usage_of_json(&body).map_err(|_| invalid())?;
@@ -214,14 +219,16 @@ pub fn complete_openai_fields(
 }
 
 /// Reads a whole answer: at most `max_body` bytes (`--max-upstream-body-size`), with no
-/// silence longer than `idle` between chunks.
+/// silence longer than `idle` between chunks. An answer that arrives in one chunk (the usual
+/// case for a JSON answer) is returned as that chunk, without a copy.
 pub async fn read_whole(
-    response: reqwest::Response,
+    response: EngineResponse,
     idle: Duration,
     max_body: usize,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Bytes, ApiError> {
+    let mut first: Option<Bytes> = None;
     let mut body = Vec::new();
-    let mut chunks = with_idle_timeout(response.bytes_stream(), idle);
+    let mut chunks = Chunks::new(response.into_body(), idle);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|broken| match broken {
             Broken::Idle(_) => ApiError::UpstreamTimeout {
@@ -231,16 +238,25 @@ pub async fn read_whole(
                 detail: broken.to_string(),
             },
         })?;
-        if body.len() + chunk.len() > max_body {
+        let held = first.as_ref().map_or(0, Bytes::len) + body.len();
+        if held + chunk.len() > max_body {
             return Err(ApiError::UpstreamInvalidResponse {
                 detail: format!(
                     "the answer is larger than {max_body} bytes (--max-upstream-body-size)"
                 ),
             });
         }
-        body.extend_from_slice(&chunk);
+        match first.take() {
+            None if body.is_empty() => first = Some(chunk),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    body.extend_from_slice(&earlier);
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
     }
-    Ok(body)
+    Ok(first.unwrap_or_else(|| Bytes::from(body)))
 }
 
 impl Answer {
@@ -248,7 +264,7 @@ impl Answer {
     pub async fn read_all(self) -> Result<Bytes, ApiError> {
         let body = read_whole(self.response, self.idle_timeout, self.max_body).await?;
         drop(self.in_flight);
-        Ok(Bytes::from(body))
+        Ok(body)
     }
 }
 
@@ -283,7 +299,7 @@ fn rename_model(chunk: &Bytes, model: &str) -> Bytes {
 #[derive(Debug)]
 pub enum Broken {
     /// The connection failed (reset, closed, invalid framing).
-    Upstream(reqwest::Error),
+    Upstream(hyper::Error),
     /// No chunk arrived within the idle timeout.
     Idle(Duration),
 }
@@ -297,26 +313,80 @@ impl std::fmt::Display for Broken {
     }
 }
 
-/// Ends `upstream` with `Broken::Idle` when it stays silent longer than `idle`.
-pub fn with_idle_timeout<S>(
-    upstream: S,
+/// An engine answer's body as a stream of data chunks that ends with `Broken::Idle` when the
+/// engine stays silent longer than `idle`.
+///
+/// The idle timer is armed only when the body has nothing ready, and is not re-armed for each
+/// chunk: a chunk only records its time, and a timer that fires early is pushed back to the
+/// last chunk's time plus `idle`. A JSON answer that comes with its headers never touches the
+/// timer wheel; a stream touches it about once per `idle`.
+pub struct Chunks {
+    body: Incoming,
     idle: Duration,
-) -> impl Stream<Item = Result<Bytes, Broken>> + Send + Unpin
-where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
-{
-    Box::pin(futures_util::stream::unfold(
-        Some(upstream),
-        move |state| async move {
-            let mut upstream = state?;
-            match tokio::time::timeout(idle, upstream.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(upstream))),
-                Ok(Some(Err(e))) => Some((Err(Broken::Upstream(e)), None)),
-                Ok(None) => None,
-                Err(_) => Some((Err(Broken::Idle(idle)), None)),
+    last: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+    ended: bool,
+}
+
+impl Chunks {
+    /// Reads `body` with at most `idle` between chunks.
+    pub fn new(body: Incoming, idle: Duration) -> Self {
+        Chunks {
+            body,
+            idle,
+            last: Instant::now(),
+            timer: None,
+            ended: false,
+        }
+    }
+}
+
+impl Stream for Chunks {
+    type Item = Result<Bytes, Broken>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            match http_body::Body::poll_frame(Pin::new(&mut this.body), cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => {
+                        this.last = Instant::now();
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    // Empty chunks and trailers carry nothing to relay.
+                    _ => continue,
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(Broken::Upstream(e))));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {}
             }
-        },
-    ))
+            let deadline = this.last + this.idle;
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= deadline {
+                this.ended = true;
+                return Poll::Ready(Some(Err(Broken::Idle(this.idle))));
+            }
+            // Fired for an earlier chunk's deadline: wait for the rest of the silence.
+            timer.as_mut().reset(deadline);
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
 }
 
 /// A 200 event-stream response around `stream`.
