@@ -160,6 +160,7 @@ fn stream(
                     let normalised = sse.push(&bytes);
                     feed(&mut events, &normalised, &mut out);
                     if sse.is_done() {
+                        forward::finish_in_background(chunks);
                         out.extend_from_slice(&events.finish());
                         remember(store.as_deref(), &id, &plan, &events.response());
                         return Some((Ok::<_, std::io::Error>(Bytes::from(out)), None));

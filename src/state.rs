@@ -9,9 +9,22 @@ use crate::metrics::Metrics;
 use crate::responses_store::ResponsesStore;
 use crate::upstream::pool::Pool;
 
-/// Configuration and the engines, shared by all requests.
+/// Configuration and the engines, shared by all requests. Cloning it (axum does, for every
+/// extractor and middleware of every request) is one reference count.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `AppState` holds.
+#[derive(Debug)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub pool: Arc<Pool>,
     /// `--max-concurrent-requests`, when set.
@@ -35,13 +48,13 @@ impl AppState {
         );
         let responses = (config.responses_store > 0)
             .then(|| Arc::new(ResponsesStore::new(config.responses_store)));
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             responses,
             config: Arc::new(config),
             pool: Arc::new(pool),
             limiter: limiter.map(Arc::new),
             draining: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
-        })
+        })))
     }
 }

@@ -419,6 +419,7 @@ where
                 Some(Ok(chunk)) => {
                     let out = sse.push(&chunk);
                     if sse.is_done() {
+                        finish_in_background(upstream);
                         return Some((Ok(out), None));
                     }
                     if !out.is_empty() {
@@ -444,4 +445,23 @@ where
             }
         }
     })
+}
+
+/// Reads what is left of an engine's stream after `[DONE]` (usually only the end of its chunked
+/// encoding), off the client's path, so that its keep-alive connection goes back to the pool.
+/// Dropped unread, the connection would be closed, and the next request would pay for a new
+/// one: on loopback that showed as about 100 µs more time to first token (bench/run.sh).
+pub fn finish_in_background<S, T>(mut upstream: S)
+where
+    S: Stream<Item = T> + Send + Unpin + 'static,
+{
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    if let Poll::Ready(None) = upstream.poll_next_unpin(&mut cx) {
+        return;
+    }
+    tokio::spawn(async move {
+        // An engine that keeps sending after [DONE] loses its connection after a while.
+        let rest = async { while upstream.next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(5), rest).await;
+    });
 }
