@@ -2,11 +2,12 @@
 //! turning every failure into an `ApiError` (never a 400 for the engine's fault), and learning
 //! what the engine serves.
 //!
-//! Client requests go to the engine through hyper's pooled client directly: the request path
-//! is the proxy's hot path, and reqwest's layers over the same client (URL handling, header
-//! merging, retry and redirect machinery, body boxing) cost about 14 µs of CPU per request on
-//! the benchmark machine (`bench/run.sh`), half of what the rest of a bare proxy costs. The
-//! proxy's own low-rate calls (discovery, health checks, readiness) use reqwest.
+//! Client requests are the hot path. To plain-http replicas (the usual engine beside the proxy)
+//! they go through `h1`, a lean HTTP/1.1 client (see its module for why); to https replicas
+//! through hyper's pooled client (TLS, HTTP/2 by ALPN). reqwest's layers over hyper's client
+//! (URL handling, header merging, retry and redirect machinery, body boxing) cost about 14 µs
+//! of CPU per request on the benchmark machine (`bench/run.sh`), so the hot path does not use
+//! it; the proxy's own low-rate calls (discovery, health checks, readiness) do.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,6 +24,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::error::ApiError;
 use crate::translate::info::{self, EngineModel, ModelType};
 use crate::upstream::engines::Engine;
+use crate::upstream::h1::{H1Body, H1Error, H1Pool};
 
 /// Largest engine error body read to build an error message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -62,6 +64,10 @@ pub struct Replica {
     /// The engine routes the proxy calls, parsed once: parsing a URL per request showed up in
     /// profiles (bench/profile.sh). A parsed `Uri` is cloned by reference counts.
     routes: Vec<(&'static str, Uri)>,
+    /// The lean client's connections, for a plain-http replica.
+    h1: Option<Arc<H1Pool>>,
+    /// The base URL's path (`/prefix` of `http://host/prefix`), put before every route.
+    base_path: String,
     /// Requests sent to it whose answers are still being relayed.
     outstanding: AtomicUsize,
     /// False after a failed connect or health check, until a health check succeeds.
@@ -87,7 +93,79 @@ impl Drop for InFlight {
 }
 
 /// An engine's answer as it arrives: status, headers, and a body still streaming.
-pub type EngineResponse = axum::http::Response<hyper::body::Incoming>;
+pub type EngineResponse = axum::http::Response<EngineBody>;
+
+/// An answer's body from either client.
+#[derive(Debug)]
+pub enum EngineBody {
+    H1(H1Body),
+    Hyper(hyper::body::Incoming),
+}
+
+/// A failure while reading an answer's body.
+#[derive(Debug)]
+pub enum BodyError {
+    H1(H1Error),
+    Hyper(hyper::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::H1(e) => e.fmt(f),
+            BodyError::Hyper(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::H1(e) => e.source(),
+            BodyError::Hyper(e) => e.source(),
+        }
+    }
+}
+
+impl http_body::Body for EngineBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BodyError>>> {
+        use std::task::Poll;
+        match self.get_mut() {
+            EngineBody::H1(b) => match std::pin::Pin::new(b).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::H1(e)))),
+                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            EngineBody::Hyper(b) => match std::pin::Pin::new(b).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Hyper(e)))),
+                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            EngineBody::H1(b) => b.is_end_stream(),
+            EngineBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            EngineBody::H1(b) => b.size_hint(),
+            EngineBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
 
 /// The hot-path client: pooled keep-alive connections, TLS when a replica's URL is https.
 type DataClient =
@@ -161,7 +239,27 @@ impl Upstream {
                 .urls
                 .iter()
                 .map(|base| {
+                    let uri = base.parse::<Uri>().ok();
+                    let base_path = uri
+                        .as_ref()
+                        .map(|u| u.path().trim_end_matches('/').to_owned())
+                        .unwrap_or_default();
+                    let h1 = uri
+                        .as_ref()
+                        .filter(|u| u.scheme_str() == Some("http") && u.query().is_none())
+                        .and_then(|u| u.authority())
+                        .and_then(|a| {
+                            H1Pool::new(
+                                a.as_str(),
+                                1024,
+                                Duration::from_secs(60),
+                                config.upstream_connect_timeout,
+                            )
+                        })
+                        .map(Arc::new);
                     Arc::new(Replica {
+                        h1,
+                        base_path,
                         routes: ENGINE_ROUTES
                             .iter()
                             .filter_map(|r| Some((*r, format!("{base}{r}").parse().ok()?)))
@@ -245,24 +343,10 @@ impl Upstream {
         rb
     }
 
-    /// A hot-path POST to one replica, its headers set; `None` when the route cannot be made
-    /// into a URI (an engine route with characters a URI cannot hold).
-    fn data_request(
-        &self,
-        replica: &Replica,
-        path: &str,
-        body: Bytes,
-        content_type: &HeaderValue,
-        incoming: Option<&HeaderMap>,
-    ) -> Option<Request<Full<Bytes>>> {
-        let uri = match replica.routes.iter().find(|(r, _)| *r == path) {
-            Some((_, uri)) => uri.clone(),
-            None => format!("{}{path}", replica.base).parse().ok()?,
-        };
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = uri;
-        let headers = request.headers_mut();
+    /// The headers of a hot-path POST: content type, the engine's key, the request id and
+    /// trace context.
+    fn data_headers(&self, content_type: &HeaderValue, incoming: Option<&HeaderMap>) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(8);
         headers.insert(header::CONTENT_TYPE, content_type.clone());
         if let Some(auth) = &self.auth {
             headers.insert(header::AUTHORIZATION, auth.clone());
@@ -274,7 +358,35 @@ impl Upstream {
                 }
             }
         }
-        Some(request)
+        headers
+    }
+
+    /// Sends a hot-path POST to one replica: by the lean client to a plain-http replica, else
+    /// by hyper's.
+    async fn send_to(
+        &self,
+        replica: &Replica,
+        path: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<EngineResponse, SendError> {
+        if let Some(pool) = &replica.h1 {
+            let full = format!("{}{path}", replica.base_path);
+            return send_h1(pool, &full, headers, body, self.headers_timeout).await;
+        }
+        let uri = match replica.routes.iter().find(|(r, _)| *r == path) {
+            Some((_, uri)) => uri.clone(),
+            None => format!("{}{path}", replica.base).parse().map_err(|_| {
+                SendError::Other(ApiError::UpstreamUnreachable {
+                    detail: format!("'{}{path}' is not a valid URL", replica.base),
+                })
+            })?,
+        };
+        let mut request = Request::new(Full::new(body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers.clone();
+        send_data(&self.data, request, self.headers_timeout).await
     }
 
     /// POSTs a JSON body and returns the engine's answer once its headers arrive.
@@ -309,6 +421,7 @@ impl Upstream {
         content_type: HeaderValue,
         incoming: Option<&HeaderMap>,
     ) -> Result<Answer, ApiError> {
+        let headers = self.data_headers(&content_type, incoming);
         let mut last = None;
         for round in 0..=self.connect_retries {
             if round > 0 {
@@ -316,16 +429,10 @@ impl Upstream {
                 tokio::time::sleep(Duration::from_millis(100 << (round - 1).min(6))).await;
             }
             for replica in self.order() {
-                let Some(request) =
-                    self.data_request(&replica, path, body.clone(), &content_type, incoming)
-                else {
-                    return Err(ApiError::UpstreamUnreachable {
-                        detail: format!("'{}{path}' is not a valid URL", replica.base),
-                    });
-                };
                 replica.outstanding.fetch_add(1, Ordering::Relaxed);
                 let in_flight = InFlight(Arc::clone(&replica));
-                match send_data(&self.data, request, self.headers_timeout).await {
+                let sent = self.send_to(&replica, path, &headers, &body).await;
+                match sent {
                     Ok(response) => {
                         return Ok(Answer {
                             response: check_status(response).await?,
@@ -409,6 +516,9 @@ impl Upstream {
     /// request reaches them.
     pub async fn check_replicas(&self) {
         for replica in &self.replicas {
+            if let Some(h1) = &replica.h1 {
+                h1.sweep();
+            }
             if replica.outstanding.load(Ordering::Relaxed) > 0 && replica.is_healthy() {
                 continue;
             }
@@ -685,7 +795,40 @@ async fn send_data(
         Ok(Err(e)) => Err(SendError::Other(ApiError::UpstreamUnreachable {
             detail: describe(&e),
         })),
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok(r)) => Ok(r.map(EngineBody::Hyper)),
+    }
+}
+
+/// Sends a hot-path request with the lean client, waiting at most `timeout` for the answer's
+/// head.
+async fn send_h1(
+    pool: &Arc<H1Pool>,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    timeout: Duration,
+) -> Result<EngineResponse, SendError> {
+    match tokio::time::timeout(timeout, pool.post(path, headers, body)).await {
+        Err(_) => Err(SendError::Other(ApiError::UpstreamTimeout {
+            detail: format!("no response headers within {} s", timeout.as_secs_f64()),
+        })),
+        Ok(Ok(r)) => Ok(r.map(EngineBody::H1)),
+        Ok(Err(H1Error::ConnectTimeout)) => Err(SendError::Connect(ApiError::UpstreamTimeout {
+            detail: "connecting timed out".into(),
+        })),
+        Ok(Err(e @ H1Error::Connect(_))) => {
+            Err(SendError::Connect(ApiError::UpstreamUnreachable {
+                detail: e.to_string(),
+            }))
+        }
+        Ok(Err(e @ H1Error::Invalid(_))) => {
+            Err(SendError::Other(ApiError::UpstreamInvalidResponse {
+                detail: e.to_string(),
+            }))
+        }
+        Ok(Err(e)) => Err(SendError::Other(ApiError::UpstreamUnreachable {
+            detail: e.to_string(),
+        })),
     }
 }
 

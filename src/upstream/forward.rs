@@ -13,12 +13,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
 use crate::translate::sse::SseNormalizer;
-use crate::upstream::client::{describe, Answer, EngineResponse};
+use crate::upstream::client::{describe, Answer, BodyError, EngineBody, EngineResponse};
 use crate::upstream::usage_fill::{self, PromptCount};
 
 /// Whether the engine answered with an event stream.
@@ -299,7 +298,7 @@ fn rename_model(chunk: &Bytes, model: &str) -> Bytes {
 #[derive(Debug)]
 pub enum Broken {
     /// The connection failed (reset, closed, invalid framing).
-    Upstream(hyper::Error),
+    Upstream(BodyError),
     /// No chunk arrived within the idle timeout.
     Idle(Duration),
 }
@@ -321,7 +320,7 @@ impl std::fmt::Display for Broken {
 /// last chunk's time plus `idle`. A JSON answer that comes with its headers never touches the
 /// timer wheel; a stream touches it about once per `idle`.
 pub struct Chunks {
-    body: Incoming,
+    body: EngineBody,
     idle: Duration,
     last: Instant,
     timer: Option<Pin<Box<Sleep>>>,
@@ -330,7 +329,7 @@ pub struct Chunks {
 
 impl Chunks {
     /// Reads `body` with at most `idle` between chunks.
-    pub fn new(body: Incoming, idle: Duration) -> Self {
+    pub fn new(body: EngineBody, idle: Duration) -> Self {
         Chunks {
             body,
             idle,

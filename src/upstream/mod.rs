@@ -4,5 +4,6 @@
 pub mod client;
 pub mod engines;
 pub mod forward;
+pub mod h1;
 pub mod pool;
 pub mod usage_fill;
