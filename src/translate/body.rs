@@ -120,8 +120,9 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(16);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> =
+            Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(crate::translate::json::CowStr(key)) = map.next_key()? {
             let value: &'de RawValue = map.next_value()?;
             if fields.iter().any(|(k, _)| *k == key) {
                 return Ok(Err(format!(

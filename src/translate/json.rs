@@ -68,7 +68,42 @@ pub fn expect_kind(path: &str, raw: &RawValue, kinds: &[Kind]) -> Result<(), Api
 /// Reads a JSON string (escapes decoded).
 pub fn string<'a>(path: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, ApiError> {
     expect_kind(path, raw, &[Kind::String])?;
-    Cow::<'a, str>::deserialize(raw).map_err(|_| wrong_kind(path, "a string", raw))
+    CowStr::deserialize(raw)
+        .map(|s| s.0)
+        .map_err(|_| wrong_kind(path, "a string", raw))
+}
+
+/// A JSON string borrowed from the input when it has no escapes, copied only when it has:
+/// serde's own `Cow<str>` always copies, which made every field name and string of every
+/// request an allocation on the hot path.
+pub struct CowStr<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = CowStr<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+
+        d.deserialize_str(Visit)
+    }
 }
 
 /// Reads a string that must be one of `allowed`.
@@ -139,6 +174,19 @@ pub fn missing(path: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        let plain = RawValue::from_string(r#""gpt-4o""#.into()).unwrap();
+        assert!(matches!(
+            string("model", &plain).unwrap(),
+            Cow::Borrowed("gpt-4o")
+        ));
+        let escaped = RawValue::from_string(r#""a\"b""#.into()).unwrap();
+        let s = string("model", &escaped).unwrap();
+        assert!(matches!(s, Cow::Owned(_)));
+        assert_eq!(s, "a\"b");
+    }
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()

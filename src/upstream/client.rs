@@ -428,10 +428,18 @@ impl Upstream {
                 // The engine may be loading: wait a little longer each round.
                 tokio::time::sleep(Duration::from_millis(100 << (round - 1).min(6))).await;
             }
-            for replica in self.order() {
+            // One replica (the usual case) needs no ordering, and no list.
+            let ordered;
+            let replicas = if self.replicas.len() == 1 {
+                &self.replicas
+            } else {
+                ordered = self.order();
+                &ordered
+            };
+            for replica in replicas {
                 replica.outstanding.fetch_add(1, Ordering::Relaxed);
-                let in_flight = InFlight(Arc::clone(&replica));
-                let sent = self.send_to(&replica, path, &headers, &body).await;
+                let in_flight = InFlight(Arc::clone(replica));
+                let sent = self.send_to(replica, path, &headers, &body).await;
                 match sent {
                     Ok(response) => {
                         return Ok(Answer {

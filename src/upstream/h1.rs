@@ -20,11 +20,23 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::http::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+/// The answer headers read: framing, and what the proxy relays or acts on.
+const KEPT: [HeaderName; 5] = [
+    CONTENT_TYPE,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    CONNECTION,
+    RETRY_AFTER,
+];
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -108,7 +120,7 @@ impl H1Pool {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> Result<Response<H1Body>, H1Error> {
-        let head = self.request_head(path, headers, body.len());
+        let head = self.request_head(path, headers, body);
         let mut fresh_only = false;
         loop {
             let pooled = if fresh_only { None } else { self.checkout() };
@@ -128,8 +140,11 @@ impl H1Pool {
         }
     }
 
-    fn request_head(&self, path: &str, headers: &HeaderMap, len: usize) -> Vec<u8> {
-        let mut head = Vec::with_capacity(256);
+    /// The request's head, followed by its body when the body is small (one write, one
+    /// allocation).
+    fn request_head(&self, path: &str, headers: &HeaderMap, body: &Bytes) -> Vec<u8> {
+        let inline = body.len() <= COALESCE;
+        let mut head = Vec::with_capacity(256 + if inline { body.len() } else { 0 });
         head.extend_from_slice(b"POST ");
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
@@ -141,8 +156,12 @@ impl H1Pool {
             head.extend_from_slice(value.as_bytes());
         }
         head.extend_from_slice(b"\r\ncontent-length: ");
-        head.extend_from_slice(len.to_string().as_bytes());
+        let mut digits = [0u8; 20];
+        head.extend_from_slice(decimal(body.len(), &mut digits));
         head.extend_from_slice(b"\r\n\r\n");
+        if inline {
+            head.extend_from_slice(body);
+        }
         head
     }
 
@@ -246,10 +265,8 @@ async fn exchange(
     body: &Bytes,
 ) -> Result<(Head, Bytes), Exchange> {
     let sent = if body.len() <= COALESCE {
-        let mut one = Vec::with_capacity(head.len() + body.len());
-        one.extend_from_slice(head);
-        one.extend_from_slice(body);
-        stream.write_all(&one).await
+        // The body is in `head` already.
+        stream.write_all(head).await
     } else {
         match stream.write_all(head).await {
             Ok(()) => stream.write_all(body).await,
@@ -259,7 +276,7 @@ async fn exchange(
     sent.map_err(Exchange::Dead)?;
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let mut chunk = [0u8; 8192];
+        let mut chunk = [0u8; 16384];
         let n = match ReadOnce(stream, &mut chunk).await {
             Ok(0) if buf.is_empty() => {
                 return Err(Exchange::Dead(io::Error::new(
@@ -332,16 +349,33 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
         } else {
             Version::HTTP_11
         };
-        let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+        // Only the headers the proxy uses are kept (an answer's other headers are not relayed):
+        // building every name and value cost allocations on each request.
+        let mut headers = HeaderMap::new();
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
         for h in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| H1Error::Invalid(format!("header name {:?}", h.name)))?;
-            let value = HeaderValue::from_bytes(h.value)
-                .map_err(|_| H1Error::Invalid(format!("value of header {}", h.name)))?;
-            if name == axum::http::header::CONTENT_LENGTH {
+            let Some(name) = KEPT
+                .iter()
+                .find(|k| h.name.eq_ignore_ascii_case(k.as_str()))
+            else {
+                continue;
+            };
+            let name = name.clone();
+            if name == CONTENT_TYPE {
+                let value = match h.value {
+                    b"application/json" => HeaderValue::from_static("application/json"),
+                    b"text/event-stream" => HeaderValue::from_static("text/event-stream"),
+                    other => HeaderValue::from_bytes(other)
+                        .map_err(|_| H1Error::Invalid("value of header content-type".into()))?,
+                };
+                headers.insert(name, value);
+            } else if name == RETRY_AFTER {
+                if let Ok(value) = HeaderValue::from_bytes(h.value) {
+                    headers.insert(name, value);
+                }
+            } else if name == CONTENT_LENGTH {
                 let n = std::str::from_utf8(h.value)
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok())
@@ -350,16 +384,15 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
                     return Err(H1Error::Invalid("conflicting content-length".into()));
                 }
                 length = Some(n);
-            } else if name == axum::http::header::TRANSFER_ENCODING {
+            } else if name == TRANSFER_ENCODING {
                 chunked = has_token(h.value, b"chunked");
-            } else if name == axum::http::header::CONNECTION {
+            } else if name == CONNECTION {
                 if has_token(h.value, b"close") {
                     close = true;
                 } else if has_token(h.value, b"keep-alive") {
                     close = false;
                 }
             }
-            headers.append(name, value);
         }
         let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
         let framing = if bodiless {
@@ -388,6 +421,19 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
             keep_alive: !close,
         };
         return Ok(Some((head, start + used)));
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
@@ -697,6 +743,14 @@ mod tests {
         }
         let (data, ended) = decode_all(b"3\r\nabc\r\n", 2).unwrap();
         assert_eq!((data.as_slice(), ended), (&b"abc"[..], false));
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 4096, 123_456_789, usize::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 
     #[test]
