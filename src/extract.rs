@@ -2,10 +2,8 @@
 //! parameters, the body (bounded by `--max-body-size`), and the client's credentials.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, Uri};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
@@ -80,15 +78,15 @@ const OPEN_PATHS: &[&str] = &["/health", "/ready"];
 
 /// Requires a configured key in `api-key` or `Authorization: Bearer` on every route but the
 /// probes. Keys are compared in constant time; a refused request never reaches the engine.
-pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub fn check_key(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let keys = &state.config.api_keys;
-    if keys.is_empty() || OPEN_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
+    if keys.is_empty()
+        || OPEN_PATHS.contains(&request.uri().path())
+        || presented_keys(request.headers()).any(|k| matches_any(k, keys))
+    {
+        return Ok(());
     }
-    if presented_keys(request.headers()).any(|k| matches_any(k, keys)) {
-        return next.run(request).await;
-    }
-    ApiError::Unauthorized.into_response()
+    Err(ApiError::Unauthorized)
 }
 
 fn presented_keys(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {

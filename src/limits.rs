@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -83,8 +83,8 @@ impl Drop for Queued<'_> {
 /// Routes that never wait for a slot: the platform's probes.
 const UNLIMITED: &[&str] = &["/health", "/ready"];
 
-/// The middleware.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Runs `next` within a slot: waits in the queue for one, or answers 429.
+pub async fn limit(state: &AppState, request: Request, next: Next) -> Response {
     let Some(limiter) = state.limiter.as_ref() else {
         return next.run(request).await;
     };

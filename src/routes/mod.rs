@@ -6,13 +6,15 @@ pub mod azure_openai;
 pub mod health;
 pub mod model_inference;
 
+use axum::extract::{Request, State};
 use axum::http::Method;
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use crate::extract::require_key;
+use crate::extract::check_key;
 use crate::state::AppState;
 
 const PREFIXES: &[&str] = &["", "/models", "/api/models"];
@@ -85,17 +87,21 @@ pub fn app(state: AppState) -> Router {
                 method: method.to_string(),
             }
         })
-        // Layers: the last added runs first. Logging (and request ids) sees every request,
-        // including the ones auth refuses; auth runs before a request can take a concurrency
-        // slot, and both before any handler touches the body or the engine.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::limit,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), require_key))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::telemetry::observe,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
+}
+
+/// What every request passes before its handler, in one layer (one boxed future, not three):
+/// the observer (request id, metrics, log line) sees every request, including the ones auth
+/// refuses; auth runs before a request can take a concurrency slot, and both before any
+/// handler touches the body or the engine.
+async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let state = &state;
+    crate::telemetry::observe(state, request, |request| async move {
+        if let Err(e) = check_key(state, &request) {
+            return e.into_response();
+        }
+        crate::limits::limit(state, request, next).await
+    })
+    .await
 }

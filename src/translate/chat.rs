@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 use crate::translate::body::JsonBody;
 use crate::translate::json::{
-    self, array, expect_kind, field, integer, missing, object, one_of, string, Kind,
+    self, array, expect_kind, field, integer, missing, object, one_of, string, Kind, Path,
 };
 
 /// Top-level fields of ChatCompletionsOptions in the Model Inference spec, in the order they
@@ -75,8 +75,9 @@ fn messages<'a>(body: &JsonBody<'a>) -> Result<Vec<&'a RawValue>, ApiError> {
 /// Checks a chat completions body against the spec's shapes.
 pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
     let messages = messages(body)?;
+    let top = Path::Top("messages");
     for (i, m) in messages.iter().enumerate() {
-        check_message(&format!("messages[{i}]"), m)?;
+        check_message(&top.index(i), m)?;
     }
 
     let mut stream = false;
@@ -106,8 +107,9 @@ pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
             "tool_choice" => check_tool_choice(raw)?,
             "response_format" => check_response_format(raw)?,
             "modalities" => {
+                let top = Path::Top(name);
                 for (i, m) in array(name, raw)?.iter().enumerate() {
-                    one_of(&format!("modalities[{i}]"), m, &["text", "audio"])?;
+                    one_of(&top.index(i), m, &["text", "audio"])?;
                 }
             }
             _ => {}
@@ -121,10 +123,11 @@ pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
 /// objects with a string `role`; the engine judges the rest.
 pub fn check_basic(body: &JsonBody<'_>) -> Result<(), ApiError> {
     let messages = messages(body)?;
+    let top = Path::Top("messages");
     for (i, m) in messages.iter().enumerate() {
-        let path = format!("messages[{i}]");
+        let path = top.index(i);
         let fields = object(&path, m)?;
-        let role_path = format!("{path}.role");
+        let role_path = path.field("role");
         string(
             &role_path,
             field(&fields, "role").ok_or_else(|| missing(&role_path))?,
@@ -148,13 +151,13 @@ pub fn check_completions(body: &JsonBody<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_message(path: &str, raw: &RawValue) -> Result<(), ApiError> {
+fn check_message(path: &Path<'_>, raw: &RawValue) -> Result<(), ApiError> {
     let fields = object(path, raw)?;
-    let role_path = format!("{path}.role");
+    let role_path = path.field("role");
     let role = field(&fields, "role").ok_or_else(|| missing(&role_path))?;
     let role = one_of(&role_path, role, ROLES)?;
     let content = field(&fields, "content");
-    let content_path = format!("{path}.content");
+    let content_path = path.field("content");
     match role.as_ref() {
         "user" => {
             let content = content.ok_or_else(|| missing(&content_path))?;
@@ -169,10 +172,10 @@ fn check_message(path: &str, raw: &RawValue) -> Result<(), ApiError> {
                 check_content(&content_path, content, &["text"])?;
             }
             if let Some(calls) = field(&fields, "tool_calls") {
-                check_tool_calls(&format!("{path}.tool_calls"), calls)?;
+                check_tool_calls(&path.field("tool_calls"), calls)?;
             } else if content.is_none() {
                 return Err(ApiError::invalid_param(
-                    content_path.clone(),
+                    content_path.to_string(),
                     format!("'{content_path}' is required when an assistant message has no 'tool_calls'."),
                 ));
             }
@@ -181,7 +184,7 @@ fn check_message(path: &str, raw: &RawValue) -> Result<(), ApiError> {
             // "tool": the answer to one tool call.
             let content = content.ok_or_else(|| missing(&content_path))?;
             check_content(&content_path, content, &["text"])?;
-            let id_path = format!("{path}.tool_call_id");
+            let id_path = path.field("tool_call_id");
             string(
                 &id_path,
                 field(&fields, "tool_call_id").ok_or_else(|| missing(&id_path))?,
@@ -192,39 +195,39 @@ fn check_message(path: &str, raw: &RawValue) -> Result<(), ApiError> {
 }
 
 /// Content is a string or an array of parts of the allowed types.
-fn check_content(path: &str, raw: &RawValue, types: &[&str]) -> Result<(), ApiError> {
+fn check_content(path: &Path<'_>, raw: &RawValue, types: &[&str]) -> Result<(), ApiError> {
     if Kind::of(raw) == Kind::String {
         return Ok(());
     }
     let parts = array(path, raw)
         .map_err(|_| json::wrong_kind(path, "a string or an array of content parts", raw))?;
     for (i, part) in parts.iter().enumerate() {
-        let part_path = format!("{path}[{i}]");
+        let part_path = path.index(i);
         let fields = object(&part_path, part)?;
-        let type_path = format!("{part_path}.type");
+        let type_path = part_path.field("type");
         let kind = field(&fields, "type").ok_or_else(|| missing(&type_path))?;
         let kind = one_of(&type_path, kind, types)?;
         match kind.as_ref() {
             "text" => {
-                let p = format!("{part_path}.text");
+                let p = part_path.field("text");
                 string(&p, field(&fields, "text").ok_or_else(|| missing(&p))?)?;
             }
             "image_url" => {
-                let p = format!("{part_path}.image_url");
+                let p = part_path.field("image_url");
                 let image = object(&p, field(&fields, "image_url").ok_or_else(|| missing(&p))?)?;
-                let url_path = format!("{p}.url");
+                let url_path = p.field("url");
                 string(
                     &url_path,
                     field(&image, "url").ok_or_else(|| missing(&url_path))?,
                 )?;
                 if let Some(detail) = field(&image, "detail") {
-                    one_of(&format!("{p}.detail"), detail, &["auto", "low", "high"])?;
+                    one_of(&p.field("detail"), detail, &["auto", "low", "high"])?;
                 }
             }
             "audio_url" => {
-                let p = format!("{part_path}.audio_url");
+                let p = part_path.field("audio_url");
                 let audio = object(&p, field(&fields, "audio_url").ok_or_else(|| missing(&p))?)?;
-                let url_path = format!("{p}.url");
+                let url_path = p.field("url");
                 string(
                     &url_path,
                     field(&audio, "url").ok_or_else(|| missing(&url_path))?,
@@ -232,17 +235,17 @@ fn check_content(path: &str, raw: &RawValue, types: &[&str]) -> Result<(), ApiEr
             }
             _ => {
                 // "input_audio"
-                let p = format!("{part_path}.input_audio");
+                let p = part_path.field("input_audio");
                 let audio = object(
                     &p,
                     field(&fields, "input_audio").ok_or_else(|| missing(&p))?,
                 )?;
-                let data_path = format!("{p}.data");
+                let data_path = p.field("data");
                 string(
                     &data_path,
                     field(&audio, "data").ok_or_else(|| missing(&data_path))?,
                 )?;
-                let format_path = format!("{p}.format");
+                let format_path = p.field("format");
                 one_of(
                     &format_path,
                     field(&audio, "format").ok_or_else(|| missing(&format_path))?,
@@ -254,29 +257,29 @@ fn check_content(path: &str, raw: &RawValue, types: &[&str]) -> Result<(), ApiEr
     Ok(())
 }
 
-fn check_tool_calls(path: &str, raw: &RawValue) -> Result<(), ApiError> {
+fn check_tool_calls(path: &Path<'_>, raw: &RawValue) -> Result<(), ApiError> {
     for (i, call) in array(path, raw)?.iter().enumerate() {
-        let call_path = format!("{path}[{i}]");
+        let call_path = path.index(i);
         let fields = object(&call_path, call)?;
-        let id_path = format!("{call_path}.id");
+        let id_path = call_path.field("id");
         string(
             &id_path,
             field(&fields, "id").ok_or_else(|| missing(&id_path))?,
         )?;
         if let Some(t) = field(&fields, "type") {
-            one_of(&format!("{call_path}.type"), t, &["function"])?;
+            one_of(&call_path.field("type"), t, &["function"])?;
         }
-        let f_path = format!("{call_path}.function");
+        let f_path = call_path.field("function");
         let function = object(
             &f_path,
             field(&fields, "function").ok_or_else(|| missing(&f_path))?,
         )?;
-        let name_path = format!("{f_path}.name");
+        let name_path = f_path.field("name");
         string(
             &name_path,
             field(&function, "name").ok_or_else(|| missing(&name_path))?,
         )?;
-        let args_path = format!("{f_path}.arguments");
+        let args_path = f_path.field("arguments");
         string(
             &args_path,
             field(&function, "arguments").ok_or_else(|| missing(&args_path))?,
@@ -291,37 +294,39 @@ fn check_stop(raw: &RawValue) -> Result<(), ApiError> {
     }
     let items = array("stop", raw)
         .map_err(|_| json::wrong_kind("stop", "a string or an array of strings", raw))?;
+    let top = Path::Top("stop");
     for (i, s) in items.iter().enumerate() {
-        string(&format!("stop[{i}]"), s)?;
+        string(&top.index(i), s)?;
     }
     Ok(())
 }
 
 fn check_tools(raw: &RawValue) -> Result<(), ApiError> {
+    let top = Path::Top("tools");
     for (i, tool) in array("tools", raw)?.iter().enumerate() {
-        let path = format!("tools[{i}]");
+        let path = top.index(i);
         let fields = object(&path, tool)?;
-        let type_path = format!("{path}.type");
+        let type_path = path.field("type");
         one_of(
             &type_path,
             field(&fields, "type").ok_or_else(|| missing(&type_path))?,
             &["function"],
         )?;
-        let f_path = format!("{path}.function");
+        let f_path = path.field("function");
         let function = object(
             &f_path,
             field(&fields, "function").ok_or_else(|| missing(&f_path))?,
         )?;
-        let name_path = format!("{f_path}.name");
+        let name_path = f_path.field("name");
         string(
             &name_path,
             field(&function, "name").ok_or_else(|| missing(&name_path))?,
         )?;
         if let Some(d) = field(&function, "description") {
-            string(&format!("{f_path}.description"), d)?;
+            string(&f_path.field("description"), d)?;
         }
         if let Some(p) = field(&function, "parameters") {
-            expect_kind(&format!("{f_path}.parameters"), p, &[Kind::Object])?;
+            expect_kind(&f_path.field("parameters"), p, &[Kind::Object])?;
         }
     }
     Ok(())

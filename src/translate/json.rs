@@ -2,6 +2,7 @@
 //! values the proxy needs, with messages that name the field's path.
 
 use std::borrow::Cow;
+use std::fmt::{self, Display};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -45,9 +46,9 @@ impl Kind {
 }
 
 /// A 400 saying that `path` should be `expected` but is of another kind.
-pub fn wrong_kind(path: &str, expected: &str, raw: &RawValue) -> ApiError {
+pub fn wrong_kind(path: &(impl Display + ?Sized), expected: &str, raw: &RawValue) -> ApiError {
     ApiError::invalid_param(
-        path,
+        path.to_string(),
         format!(
             "Invalid type for '{path}': expected {expected}, but got {}.",
             Kind::of(raw).name()
@@ -56,7 +57,11 @@ pub fn wrong_kind(path: &str, expected: &str, raw: &RawValue) -> ApiError {
 }
 
 /// Checks that `raw` is one of `kinds`.
-pub fn expect_kind(path: &str, raw: &RawValue, kinds: &[Kind]) -> Result<(), ApiError> {
+pub fn expect_kind(
+    path: &(impl Display + ?Sized),
+    raw: &RawValue,
+    kinds: &[Kind],
+) -> Result<(), ApiError> {
     let k = Kind::of(raw);
     if kinds.contains(&k) {
         return Ok(());
@@ -66,7 +71,10 @@ pub fn expect_kind(path: &str, raw: &RawValue, kinds: &[Kind]) -> Result<(), Api
 }
 
 /// Reads a JSON string (escapes decoded).
-pub fn string<'a>(path: &str, raw: &'a RawValue) -> Result<Cow<'a, str>, ApiError> {
+pub fn string<'a>(
+    path: &(impl Display + ?Sized),
+    raw: &'a RawValue,
+) -> Result<Cow<'a, str>, ApiError> {
     expect_kind(path, raw, &[Kind::String])?;
     CowStr::deserialize(raw)
         .map(|s| s.0)
@@ -108,7 +116,7 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
 
 /// Reads a string that must be one of `allowed`.
 pub fn one_of<'a>(
-    path: &str,
+    path: &(impl Display + ?Sized),
     raw: &'a RawValue,
     allowed: &[&str],
 ) -> Result<Cow<'a, str>, ApiError> {
@@ -118,7 +126,7 @@ pub fn one_of<'a>(
     }
     let list: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
     Err(ApiError::invalid_param(
-        path,
+        path.to_string(),
         format!(
             "Invalid value for '{path}': '{}'. Supported values are: {}.",
             s.chars().take(64).collect::<String>(),
@@ -128,14 +136,17 @@ pub fn one_of<'a>(
 }
 
 /// Reads the elements of an array as raw values.
-pub fn array<'a>(path: &str, raw: &'a RawValue) -> Result<Vec<&'a RawValue>, ApiError> {
+pub fn array<'a>(
+    path: &(impl Display + ?Sized),
+    raw: &'a RawValue,
+) -> Result<Vec<&'a RawValue>, ApiError> {
     expect_kind(path, raw, &[Kind::Array])?;
     Vec::<&'a RawValue>::deserialize(raw).map_err(|_| wrong_kind(path, "an array", raw))
 }
 
 /// Reads the fields of an object as (name, raw value) pairs in order.
 pub fn object<'a>(
-    path: &str,
+    path: &(impl Display + ?Sized),
     raw: &'a RawValue,
 ) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>, ApiError> {
     expect_kind(path, raw, &[Kind::Object])?;
@@ -145,12 +156,17 @@ pub fn object<'a>(
 }
 
 /// Checks that `raw` is an integer (no fraction or exponent) within `min..=max`.
-pub fn integer(path: &str, raw: &RawValue, min: i64, max: i64) -> Result<i64, ApiError> {
+pub fn integer(
+    path: &(impl Display + ?Sized),
+    raw: &RawValue,
+    min: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
     let value = i64::deserialize(raw).ok();
     match value {
         Some(v) if (min..=max).contains(&v) => Ok(v),
         Some(v) => Err(ApiError::invalid_param(
-            path,
+            path.to_string(),
             format!("Invalid value for '{path}': {v}. It must be between {min} and {max}."),
         )),
         None => Err(wrong_kind(path, "an integer", raw)),
@@ -167,8 +183,46 @@ pub fn field<'a>(fields: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<
 }
 
 /// A 400 for a required field that is missing.
-pub fn missing(path: &str) -> ApiError {
-    ApiError::invalid_param(path, format!("Missing required field '{path}'."))
+pub fn missing(path: &(impl Display + ?Sized)) -> ApiError {
+    ApiError::invalid_param(
+        path.to_string(),
+        format!("Missing required field '{path}'."),
+    )
+}
+
+/// Where a value sits in the body (`messages[2].content[0].type`), for error messages. Built
+/// on the stack as the checks descend and written out only when an error names it: checking a
+/// long conversation allocates no path strings.
+#[derive(Clone, Copy)]
+pub enum Path<'a> {
+    /// A top-level field.
+    Top(&'a str),
+    /// A field of an object.
+    Field(&'a Path<'a>, &'a str),
+    /// An element of an array.
+    Index(&'a Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    /// The path of field `name` below this one.
+    pub fn field(&'a self, name: &'a str) -> Path<'a> {
+        Path::Field(self, name)
+    }
+
+    /// The path of element `i` below this one.
+    pub fn index(&'a self, i: usize) -> Path<'a> {
+        Path::Index(self, i)
+    }
+}
+
+impl Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Top(name) => f.write_str(name),
+            Path::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
 }
 
 #[cfg(test)]

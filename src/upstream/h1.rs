@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -44,6 +45,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Bytes read from the socket at a time (on the stack; only what arrives is kept).
 const READ_SIZE: usize = 32 * 1024;
+/// Most bytes taken in one read of an answer's head (and what follows it).
+const HEAD_READ: usize = 16 * 1024;
 /// Bodies up to this size are sent in the same write as the head.
 const COALESCE: usize = 16 * 1024;
 
@@ -274,10 +277,9 @@ async fn exchange(
         }
     };
     sent.map_err(Exchange::Dead)?;
-    let mut buf: Vec<u8> = Vec::new();
+    let mut buf = BytesMut::new();
     loop {
-        let mut chunk = [0u8; 16384];
-        let n = match ReadOnce(stream, &mut chunk).await {
+        match ReadAppend(stream, &mut buf).await {
             Ok(0) if buf.is_empty() => {
                 return Err(Exchange::Dead(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -289,14 +291,13 @@ async fn exchange(
                     "the connection closed in the middle of the answer's head".into(),
                 )))
             }
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if buf.is_empty() => return Err(Exchange::Dead(e)),
             Err(e) => return Err(Exchange::Failed(H1Error::Io(e))),
-        };
-        buf.extend_from_slice(&chunk[..n]);
+        }
         match parse_head(&buf).map_err(Exchange::Failed)? {
             Some((parsed, used)) => {
-                let leftover = Bytes::from(buf).slice(used..);
+                let leftover = buf.freeze().slice(used..);
                 return Ok((parsed, leftover));
             }
             None if buf.len() > MAX_HEAD => {
@@ -310,16 +311,24 @@ async fn exchange(
 }
 
 /// One read into `buf`.
-struct ReadOnce<'a>(&'a mut TcpStream, &'a mut [u8]);
+/// One read, appended to the buffer. The scratch space lives on the stack of `poll`, not in
+/// the future: a buffer held across the `.await` would make every request future 16 KiB larger
+/// (copied at each move), and reading into the buffer's own spare room would cost a large
+/// allocation per answer; this way the buffer is allocated at the size of what arrived.
+struct ReadAppend<'a>(&'a mut TcpStream, &'a mut BytesMut);
 
-impl Future for ReadOnce<'_> {
+impl Future for ReadAppend<'_> {
     type Output = io::Result<usize>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let mut rb = ReadBuf::new(this.1);
+        let mut scratch = [MaybeUninit::<u8>::uninit(); HEAD_READ];
+        let mut rb = ReadBuf::uninit(&mut scratch);
         match Pin::new(&mut *this.0).poll_read(cx, &mut rb) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+            Poll::Ready(Ok(())) => {
+                this.1.extend_from_slice(rb.filled());
+                Poll::Ready(Ok(rb.filled().len()))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
@@ -663,8 +672,9 @@ impl http_body::Body for H1Body {
             let Some(stream) = this.stream.as_mut() else {
                 return Poll::Ready(None);
             };
-            let mut buf = [0u8; READ_SIZE];
-            let mut rb = ReadBuf::new(&mut buf);
+            // Uninitialised: zeroing 32 KiB on every read would cost more than the read.
+            let mut buf = [MaybeUninit::<u8>::uninit(); READ_SIZE];
+            let mut rb = ReadBuf::uninit(&mut buf);
             match Pin::new(stream).poll_read(cx, &mut rb) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {

@@ -2,47 +2,68 @@
 //! line. Levels come from `RUST_LOG` (default `info`); the format from `--log-format`. Request
 //! bodies, prompts and credentials are never logged.
 
+mod format;
+pub mod sink;
+
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tracing::Instrument;
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 use crate::metrics::{find_usage, GenAiLabels, Metrics, RequestLabels, UpstreamErrorLabels, Usage};
 use crate::state::AppState;
 
-/// Installs the global subscriber; later calls (as in tests) are ignored. Lines are written
-/// by a background thread, off the request path; keep the returned guard alive until exit so
-/// the last lines are flushed.
-pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Where the access lines go, and in which format; set once by `init`. Without it (as in tests
+/// that build the router alone) access lines are not written.
+static ACCESS_LOG: OnceLock<(sink::Sink, bool)> = OnceLock::new();
+
+/// Installs the global subscriber; later calls (as in tests) are ignored. Lines are written by
+/// a background thread, off the request path (see `sink`); keep the returned guard alive until
+/// exit so the last lines are written.
+pub fn init(format: LogFormat) -> Option<sink::SinkGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only on a terminal: container logs (docker logs, Azure ML) stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    // Not lossy: under load a slow log consumer slows logging, it never loses lines.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(4096)
-        .finish(std::io::stdout());
+    let (sink, guard) = match sink::Sink::spawn(std::io::stdout()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: no log writer thread ({e}); logging is off");
+            return None;
+        }
+    };
+    let json = matches!(format, LogFormat::Json);
+    if ACCESS_LOG.set((sink.clone(), json)).is_err() {
+        return None;
+    }
+    // No colour: the access lines have none, and container logs want plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer)
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        .with_ansi(false)
+        .with_writer(sink);
+    let text = tracing_subscriber::fmt::format().with_target(false);
+    let _ = if json {
+        builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(format::WithRequestId {
+                inner: text.json().flatten_event(true),
+                json,
+            })
+            .try_init()
+    } else {
+        builder
+            .event_format(format::WithRequestId { inner: text, json })
+            .try_init()
     };
-    guard
+    Some(guard)
 }
 
 /// What a handler tells the observer about a request it forwarded (a response extension).
@@ -68,7 +89,11 @@ pub struct Forwarded {
 /// request. A client's `x-ms-client-request-id` is echoed back. The log line holds method, path
 /// (no query), status, deployment, durations and tokens: never the body, the query or any
 /// credential.
-pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn observe<F, Fut>(state: &AppState, mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let start = Instant::now();
     let id = request
         .headers()
@@ -88,15 +113,21 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
     let metrics = Arc::clone(&state.metrics);
     metrics.in_flight.inc();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    // Log lines written while the request is served carry its id (cheaper than a span).
+    let mut scoped = Some(id.clone());
+    let handling = inner(request);
+    let mut handling = std::pin::pin!(handling);
+    let mut response = std::future::poll_fn(|cx| {
+        format::with_request_id(&mut scoped, || handling.as_mut().poll(cx))
+    })
+    .await;
     let headers_at = Instant::now();
 
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, id.clone());
-    headers.insert("apim-request-id", id);
+    headers.insert("apim-request-id", id.clone());
     if let Some(c) = client_id {
         headers.insert(CLIENT_REQUEST_ID, c);
     }
@@ -130,7 +161,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     };
     let end = Finish {
         metrics,
-        span,
+        id: Some(id),
         labels: RequestLabels {
             route: route.unwrap_or_else(|| "unmatched".into()),
             api,
@@ -176,7 +207,8 @@ fn upstream_error_kind(code: &str, status: u16) -> Option<String> {
 /// What is recorded when an answer's body ends (or its client goes away).
 struct Finish {
     metrics: Arc<Metrics>,
-    span: tracing::Span,
+    /// The request id, lent to the thread while the body is polled.
+    id: Option<HeaderValue>,
     labels: RequestLabels,
     operation: Option<&'static str>,
     upstream: String,
@@ -245,51 +277,42 @@ impl Drop for Finish {
         if let (Some(op), Some(u)) = (self.operation, self.usage) {
             m.record_usage(op, &self.labels.deployment, u);
         }
-        let ms = Ms(Some(elapsed.as_secs_f64() * 1000.0));
-        let ttft_ms = Ms(self
-            .first_chunk
-            .map(|t| (t - self.start).as_secs_f64() * 1000.0));
-        let prompt_tokens = Opt(self.usage.map(|u| u.prompt_tokens));
-        let completion_tokens = Opt(self.usage.map(|u| u.completion_tokens));
-        let status = self.labels.status;
-        let method = &self.method;
-        let path = &self.path;
-        let deployment = &self.labels.deployment;
-        let upstream = &self.upstream;
-        let disconnected = !self.completed;
-        self.span.in_scope(|| {
-            if self.labels.api == "probe" {
-                tracing::debug!(%method, %path, status, %ms, "request");
-            } else if status >= 500 {
-                tracing::warn!(%method, %path, status, %deployment, %upstream, %ms, %ttft_ms, %prompt_tokens, %completion_tokens, disconnected, "request");
-            } else {
-                tracing::info!(%method, %path, status, %deployment, %upstream, %ms, %ttft_ms, %prompt_tokens, %completion_tokens, disconnected, "request");
-            }
-        });
-    }
-}
-
-/// Milliseconds with three decimals in log lines, `-` when unknown.
-struct Ms(Option<f64>);
-
-impl std::fmt::Display for Ms {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(v) => write!(f, "{v:.3}"),
-            None => f.write_str("-"),
+        let Some((sink, json)) = ACCESS_LOG.get() else {
+            return;
+        };
+        let probe = self.labels.api == "probe";
+        let level = if probe {
+            Level::DEBUG
+        } else if self.labels.status >= 500 {
+            Level::WARN
+        } else {
+            Level::INFO
+        };
+        let enabled = match level {
+            Level::DEBUG => tracing::enabled!(Level::DEBUG),
+            Level::WARN => tracing::enabled!(Level::WARN),
+            _ => tracing::enabled!(Level::INFO),
+        };
+        if !enabled {
+            return;
         }
-    }
-}
-
-/// A count in log lines, `-` when unknown.
-struct Opt(Option<u64>);
-
-impl std::fmt::Display for Opt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(v) => write!(f, "{v}"),
-            None => f.write_str("-"),
+        format::AccessLine {
+            level,
+            method: self.method.as_str(),
+            path: &self.path,
+            status: self.labels.status,
+            detail: (!probe).then(|| format::AccessDetail {
+                deployment: &self.labels.deployment,
+                upstream: &self.upstream,
+                ttft: self.first_chunk.map(|t| t - self.start),
+                prompt_tokens: self.usage.map(|u| u.prompt_tokens),
+                completion_tokens: self.usage.map(|u| u.completion_tokens),
+                disconnected: !self.completed,
+            }),
+            elapsed,
+            request_id: self.id.as_ref().map_or(&b"-"[..], HeaderValue::as_bytes),
         }
+        .write(*json, |line| sink.append(line));
     }
 }
 
@@ -317,7 +340,8 @@ impl http_body::Body for Observed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let inner = &mut this.inner;
+        let polled = format::with_request_id(&mut this.end.id, || Pin::new(inner).poll_frame(cx));
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
