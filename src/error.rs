@@ -7,9 +7,12 @@
 //! engine is 502/503/504. `status()` and `code()` match every variant without a catch-all arm, so
 //! a new variant forces a decision.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+/// The header that carries an error answer's code, as Azure sends it.
+pub const ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +235,7 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/json"),
         );
         if let Ok(code) = HeaderValue::from_str(self.code()) {
-            headers.insert("x-ms-error-code", code);
+            headers.insert(ERROR_CODE, code);
         }
         match self {
             ApiError::NotReady { .. } => {

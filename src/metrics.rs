@@ -6,6 +6,9 @@
 //! operations per request; families are looked up by their (small) label sets.
 
 use std::sync::atomic::AtomicI64;
+use std::sync::RwLock;
+
+use hashbrown::{Equivalent, HashMap};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +28,71 @@ pub struct RequestLabels {
     pub deployment: String,
     /// The HTTP status code.
     pub status: u16,
+}
+
+/// [`RequestLabels`] borrowed: finds a request's metrics without building owned labels.
+/// Fields in the same order and of the same hash as `RequestLabels`'.
+#[derive(Hash)]
+struct RequestLabelsRef<'a> {
+    route: &'a str,
+    api: &'static str,
+    deployment: &'a str,
+    status: u16,
+}
+
+impl Equivalent<RequestLabels> for RequestLabelsRef<'_> {
+    fn equivalent(&self, key: &RequestLabels) -> bool {
+        self.route == key.route
+            && self.api == key.api
+            && self.deployment == key.deployment
+            && self.status == key.status
+    }
+}
+
+/// [`GenAiLabels`] borrowed.
+#[derive(Hash)]
+struct GenAiLabelsRef<'a> {
+    gen_ai_operation_name: &'static str,
+    gen_ai_request_model: &'a str,
+}
+
+impl Equivalent<GenAiLabels> for GenAiLabelsRef<'_> {
+    fn equivalent(&self, key: &GenAiLabels) -> bool {
+        self.gen_ai_operation_name == key.gen_ai_operation_name
+            && self.gen_ai_request_model == key.gen_ai_request_model
+    }
+}
+
+/// [`TokenLabels`] borrowed.
+#[derive(Hash)]
+struct TokenLabelsRef<'a> {
+    gen_ai_operation_name: &'static str,
+    gen_ai_request_model: &'a str,
+    gen_ai_token_type: &'static str,
+}
+
+impl Equivalent<TokenLabels> for TokenLabelsRef<'_> {
+    fn equivalent(&self, key: &TokenLabels) -> bool {
+        self.gen_ai_operation_name == key.gen_ai_operation_name
+            && self.gen_ai_request_model == key.gen_ai_request_model
+            && self.gen_ai_token_type == key.gen_ai_token_type
+    }
+}
+
+/// The counter and histogram of one request label set.
+#[derive(Clone, Debug)]
+struct RequestHandles {
+    count: Counter,
+    duration: Histogram,
+}
+
+/// One deployment's stream histograms, looked up once per stream.
+#[derive(Clone, Debug)]
+pub struct StreamHandles {
+    /// Time to first token.
+    pub ttft: Histogram,
+    /// Time between chunks.
+    pub tpot: Histogram,
 }
 
 /// Labels of GenAI measurements.
@@ -91,6 +159,11 @@ pub struct Metrics {
     pub tokens: Family<TokenLabels, Counter>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub replica_healthy: Family<ReplicaLabels, Gauge<i64, AtomicI64>>,
+    // Handles by label set, found with borrowed labels and a fast hash: the families'
+    // own maps need owned labels (allocations) and hash them with SipHash, twice per request.
+    request_handles: RwLock<HashMap<RequestLabels, RequestHandles>>,
+    stream_handles: RwLock<HashMap<GenAiLabels, StreamHandles>>,
+    token_handles: RwLock<HashMap<TokenLabels, Counter>>,
 }
 
 impl Default for Metrics {
@@ -192,6 +265,9 @@ impl Metrics {
             tokens,
             upstream_errors,
             replica_healthy,
+            request_handles: RwLock::default(),
+            stream_handles: RwLock::default(),
+            token_handles: RwLock::default(),
         }
     }
 
@@ -203,23 +279,99 @@ impl Metrics {
         out
     }
 
+    /// Counts a finished request and records its duration.
+    pub fn record_request(
+        &self,
+        route: &str,
+        api: &'static str,
+        deployment: &str,
+        status: u16,
+        seconds: f64,
+    ) {
+        let key = RequestLabelsRef {
+            route,
+            api,
+            deployment,
+            status,
+        };
+        let found = read(&self.request_handles).get(&key).cloned();
+        let handles = found.unwrap_or_else(|| {
+            let labels = RequestLabels {
+                route: route.to_owned(),
+                api,
+                deployment: deployment.to_owned(),
+                status,
+            };
+            let h = RequestHandles {
+                count: self.requests.get_or_create(&labels).clone(),
+                duration: self.request_duration.get_or_create(&labels).clone(),
+            };
+            write(&self.request_handles).insert(labels, h.clone());
+            h
+        });
+        handles.count.inc();
+        handles.duration.observe(seconds);
+    }
+
+    /// The stream histograms of one operation on one deployment.
+    pub fn stream(&self, operation: &'static str, model: &str) -> StreamHandles {
+        let key = GenAiLabelsRef {
+            gen_ai_operation_name: operation,
+            gen_ai_request_model: model,
+        };
+        if let Some(h) = read(&self.stream_handles).get(&key) {
+            return h.clone();
+        }
+        let labels = GenAiLabels {
+            gen_ai_operation_name: operation,
+            gen_ai_request_model: model.to_owned(),
+        };
+        let h = StreamHandles {
+            ttft: self.time_to_first_token.get_or_create(&labels).clone(),
+            tpot: self.time_per_output_token.get_or_create(&labels).clone(),
+        };
+        write(&self.stream_handles).insert(labels, h.clone());
+        h
+    }
+
     /// Counts the tokens of one answer's `usage`.
     pub fn record_usage(&self, operation: &'static str, model: &str, usage: Usage) {
         for (kind, n) in [
             ("input", usage.prompt_tokens),
             ("output", usage.completion_tokens),
         ] {
-            if n > 0 {
-                self.tokens
-                    .get_or_create(&TokenLabels {
-                        gen_ai_operation_name: operation,
-                        gen_ai_request_model: model.to_owned(),
-                        gen_ai_token_type: kind,
-                    })
-                    .inc_by(n);
+            if n == 0 {
+                continue;
             }
+            let key = TokenLabelsRef {
+                gen_ai_operation_name: operation,
+                gen_ai_request_model: model,
+                gen_ai_token_type: kind,
+            };
+            let found = read(&self.token_handles).get(&key).cloned();
+            let counter = found.unwrap_or_else(|| {
+                let labels = TokenLabels {
+                    gen_ai_operation_name: operation,
+                    gen_ai_request_model: model.to_owned(),
+                    gen_ai_token_type: kind,
+                };
+                let c = self.tokens.get_or_create(&labels).clone();
+                write(&self.token_handles).insert(labels, c.clone());
+                c
+            });
+            counter.inc_by(n);
         }
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Token counts from an engine's `usage`.
@@ -233,7 +385,9 @@ pub struct Usage {
 
 /// Finds a non-null `usage` object in one JSON document (an answer, or one event of a stream).
 pub fn find_usage(json: &[u8]) -> Option<Usage> {
-    memchr::memmem::find(json, b"\"usage\"")?;
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    USAGE.find(json)?;
     #[derive(serde::Deserialize)]
     struct WithUsage {
         usage: Option<Usage>,
@@ -248,31 +402,32 @@ mod tests {
     #[test]
     fn exposition_uses_conventional_names() {
         let m = Metrics::new();
-        m.requests
-            .get_or_create(&RequestLabels {
-                route: "/chat/completions".into(),
-                api: "model_inference",
-                deployment: "m".into(),
-                status: 200,
-            })
-            .inc();
-        m.record_usage(
-            "chat",
-            "m",
-            Usage {
-                prompt_tokens: 3,
-                completion_tokens: 5,
-            },
-        );
-        m.time_to_first_token
-            .get_or_create(&GenAiLabels {
-                gen_ai_operation_name: "chat",
-                gen_ai_request_model: "m".into(),
-            })
-            .observe(0.01);
+        // Twice through the handle cache, once for another deployment.
+        for deployment in ["m", "m", "other"] {
+            m.record_request(
+                "/chat/completions",
+                "model_inference",
+                deployment,
+                200,
+                0.01,
+            );
+        }
+        for _ in 0..2 {
+            m.record_usage(
+                "chat",
+                "m",
+                Usage {
+                    prompt_tokens: 3,
+                    completion_tokens: 5,
+                },
+            );
+        }
+        m.stream("chat", "m").ttft.observe(0.01);
         let text = m.encode();
-        assert!(text.contains("azure_openai_proxy_requests_total{route=\"/chat/completions\",api=\"model_inference\",deployment=\"m\",status=\"200\"} 1"), "{text}");
-        assert!(text.contains("gen_ai_client_token_usage_total{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"m\",gen_ai_token_type=\"output\"} 5"), "{text}");
+        assert!(text.contains("azure_openai_proxy_requests_total{route=\"/chat/completions\",api=\"model_inference\",deployment=\"m\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("azure_openai_proxy_requests_total{route=\"/chat/completions\",api=\"model_inference\",deployment=\"other\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("azure_openai_proxy_request_duration_seconds_count{route=\"/chat/completions\",api=\"model_inference\",deployment=\"m\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("gen_ai_client_token_usage_total{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"m\",gen_ai_token_type=\"output\"} 10"), "{text}");
         assert!(
             text.contains("# TYPE gen_ai_server_time_to_first_token_seconds histogram"),
             "{text}"

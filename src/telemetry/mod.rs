@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -21,7 +21,7 @@ use tracing::Level;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
-use crate::metrics::{find_usage, GenAiLabels, Metrics, RequestLabels, UpstreamErrorLabels, Usage};
+use crate::metrics::{find_usage, Metrics, StreamHandles, UpstreamErrorLabels, Usage};
 use crate::state::AppState;
 
 /// Where the access lines go, and in which format; set once by `init`. Without it (as in tests
@@ -97,22 +97,19 @@ where
     let start = Instant::now();
     let id = request
         .headers()
-        .get(REQUEST_ID)
+        .get(&REQUEST_ID)
         .filter(|v| is_sane_id(v))
         .cloned()
         .unwrap_or_else(new_id);
     request.headers_mut().insert(REQUEST_ID, id.clone());
     let client_id = request
         .headers()
-        .get(CLIENT_REQUEST_ID)
+        .get(&CLIENT_REQUEST_ID)
         .filter(|v| is_sane_id(v))
         .cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let metrics = Arc::clone(&state.metrics);
     metrics.in_flight.inc();
     // Log lines written while the request is served carry its id (cheaper than a span).
@@ -127,7 +124,7 @@ where
 
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, id.clone());
-    headers.insert("apim-request-id", id.clone());
+    headers.insert(APIM_REQUEST_ID, id.clone());
     if let Some(c) = client_id {
         headers.insert(CLIENT_REQUEST_ID, c);
     }
@@ -135,7 +132,7 @@ where
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let error_code = headers
-        .get("x-ms-error-code")
+        .get(&crate::error::ERROR_CODE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let forwarded = response.extensions_mut().remove::<Forwarded>();
@@ -153,30 +150,27 @@ where
             .get_or_create(&UpstreamErrorLabels { kind: code })
             .inc();
     }
-    let api = match route.as_deref() {
+    let api = match route.as_ref().map(MatchedPath::as_str) {
         Some("/health" | "/ready" | "/metrics") => "probe",
         Some(r) if r.starts_with("/openai/") => "azure_openai",
         Some(_) => "model_inference",
         None => "other",
     };
+    let (deployment, upstream, operation, usage) = match forwarded {
+        Some(f) => (f.deployment, f.upstream, Some(f.operation), f.usage),
+        None => Default::default(),
+    };
     let end = Finish {
         metrics,
         id: Some(id),
-        labels: RequestLabels {
-            route: route.unwrap_or_else(|| "unmatched".into()),
-            api,
-            deployment: forwarded
-                .as_ref()
-                .map(|f| f.deployment.clone())
-                .unwrap_or_default(),
-            status,
-        },
-        operation: forwarded.as_ref().map(|f| f.operation),
-        upstream: forwarded
-            .as_ref()
-            .map(|f| f.upstream.clone())
-            .unwrap_or_default(),
-        usage: forwarded.and_then(|f| f.usage),
+        route,
+        api,
+        deployment,
+        status,
+        operation,
+        upstream,
+        usage,
+        stream: None,
         method,
         path,
         start,
@@ -209,7 +203,12 @@ struct Finish {
     metrics: Arc<Metrics>,
     /// The request id, lent to the thread while the body is polled.
     id: Option<HeaderValue>,
-    labels: RequestLabels,
+    route: Option<MatchedPath>,
+    api: &'static str,
+    deployment: String,
+    status: u16,
+    /// The stream histograms, found at the first chunk.
+    stream: Option<StreamHandles>,
     operation: Option<&'static str>,
     upstream: String,
     usage: Option<Usage>,
@@ -228,26 +227,16 @@ impl Finish {
         if !self.is_sse {
             return;
         }
-        let model = &self.labels.deployment;
-        let operation = self.operation.unwrap_or("chat");
-        let genai = || GenAiLabels {
-            gen_ai_operation_name: operation,
-            gen_ai_request_model: model.clone(),
-        };
+        let (metrics, operation, model) = (&self.metrics, self.operation, &self.deployment);
+        let stream = self
+            .stream
+            .get_or_insert_with(|| metrics.stream(operation.unwrap_or("chat"), model));
         match self.last_chunk {
             None => {
                 self.first_chunk = Some(now);
-                self.metrics
-                    .time_to_first_token
-                    .get_or_create(&genai())
-                    .observe((now - self.start).as_secs_f64());
+                stream.ttft.observe((now - self.start).as_secs_f64());
             }
-            Some(last) => {
-                self.metrics
-                    .time_per_output_token
-                    .get_or_create(&genai())
-                    .observe((now - last).as_secs_f64());
-            }
+            Some(last) => stream.tpot.observe((now - last).as_secs_f64()),
         }
         self.last_chunk = Some(now);
         // The usage chunk (stream_options.include_usage) is the last event before [DONE].
@@ -267,23 +256,26 @@ impl Drop for Finish {
         let m = &self.metrics;
         let elapsed = self.start.elapsed();
         m.in_flight.dec();
-        m.requests.get_or_create(&self.labels).inc();
-        m.request_duration
-            .get_or_create(&self.labels)
-            .observe(elapsed.as_secs_f64());
+        m.record_request(
+            self.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            self.api,
+            &self.deployment,
+            self.status,
+            elapsed.as_secs_f64(),
+        );
         if !self.completed {
             m.client_disconnects.inc();
         }
         if let (Some(op), Some(u)) = (self.operation, self.usage) {
-            m.record_usage(op, &self.labels.deployment, u);
+            m.record_usage(op, &self.deployment, u);
         }
         let Some((sink, json)) = ACCESS_LOG.get() else {
             return;
         };
-        let probe = self.labels.api == "probe";
+        let probe = self.api == "probe";
         let level = if probe {
             Level::DEBUG
-        } else if self.labels.status >= 500 {
+        } else if self.status >= 500 {
             Level::WARN
         } else {
             Level::INFO
@@ -300,9 +292,9 @@ impl Drop for Finish {
             level,
             method: self.method.as_str(),
             path: &self.path,
-            status: self.labels.status,
+            status: self.status,
             detail: (!probe).then(|| format::AccessDetail {
-                deployment: &self.labels.deployment,
+                deployment: &self.deployment,
                 upstream: &self.upstream,
                 ttft: self.first_chunk.map(|t| t - self.start),
                 prompt_tokens: self.usage.map(|u| u.prompt_tokens),
@@ -363,10 +355,13 @@ impl http_body::Body for Observed {
     }
 }
 
+// Header names as constants: a name given as `&str` is parsed again on every use.
 /// The request id header, sent to the engine too.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The id Azure clients send and expect echoed.
-pub const CLIENT_REQUEST_ID: &str = "x-ms-client-request-id";
+pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
+/// Azure's copy of the request id.
+const APIM_REQUEST_ID: HeaderName = HeaderName::from_static("apim-request-id");
 
 fn is_sane_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();

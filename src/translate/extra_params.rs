@@ -1,11 +1,14 @@
 //! The `extra-parameters` request header: what happens to body fields the spec does not define.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 
 use crate::error::ApiError;
 use crate::translate::body::JsonBody;
 
 /// The spec's three behaviours for fields outside the spec.
+/// The Model Inference header that says what to do with fields the API does not define.
+const EXTRA_PARAMETERS: HeaderName = HeaderName::from_static("extra-parameters");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtraParams {
     /// Reject the request, naming the fields (Azure's default).
@@ -19,7 +22,7 @@ pub enum ExtraParams {
 impl ExtraParams {
     /// Reads the header; absent means `default`, an unknown value is a 400 naming the valid ones.
     pub fn from_headers(headers: &HeaderMap, default: ExtraParams) -> Result<Self, ApiError> {
-        let Some(value) = headers.get("extra-parameters") else {
+        let Some(value) = headers.get(&EXTRA_PARAMETERS) else {
             return Ok(default);
         };
         match value.to_str().map(str::trim) {

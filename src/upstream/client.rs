@@ -371,7 +371,11 @@ impl Upstream {
         body: &Bytes,
     ) -> Result<EngineResponse, SendError> {
         if let Some(pool) = &replica.h1 {
-            let full = format!("{}{path}", replica.base_path);
+            let full = if replica.base_path.is_empty() {
+                std::borrow::Cow::Borrowed(path)
+            } else {
+                std::borrow::Cow::Owned(format!("{}{path}", replica.base_path))
+            };
             return send_h1(pool, &full, headers, body, self.headers_timeout).await;
         }
         let uri = match replica.routes.iter().find(|(r, _)| *r == path) {

@@ -111,9 +111,10 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
     let invalid = || ApiError::UpstreamInvalidResponse {
         detail: "the engine's answer is not JSON".into(),
     };
-    let incomplete = options
-        .object
-        .is_some_and(|object| lacks_openai_fields(&body, object));
+    // One pass checks that the answer is JSON, finds its usage for the metrics, and sees
+    // whether fields strict clients need are missing.
+    let peek = peek_answer(&body).map_err(|_| invalid())?;
+    let incomplete = options.object.is_some_and(|object| peek.lacks(object));
     if options.wants_stream || options.report_model.is_some() || incomplete {
         let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
         if let (Some(model), Some(obj)) = (&options.report_model, value.as_object_mut()) {
@@ -132,8 +133,7 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         }
         body = Bytes::from(serde_json::to_vec(&value).map_err(|_| invalid())?);
     }
-    // One pass both checks that the answer is JSON and finds its usage for the metrics.
-    let usage = usage_of_json(&body).map_err(|_| invalid())?;
+    let usage = peek.usage;
     let mut out = Response::new(Body::from(body));
     if let Some(u) = usage {
         out.extensions_mut().insert(u);
@@ -146,40 +146,67 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
     Ok(out)
 }
 
-/// Parses a complete answer once: `Err` when it is not JSON, else its `usage`, if any.
-fn usage_of_json(body: &[u8]) -> Result<Option<crate::metrics::Usage>, serde_json::Error> {
-    #[derive(serde::Deserialize)]
-    struct Peek<'a> {
-        #[serde(borrow, default)]
-        usage: Option<&'a serde_json::value::RawValue>,
-    }
-    match serde_json::from_slice::<Peek<'_>>(body) {
-        Ok(peek) => Ok(peek.usage.and_then(|u| serde_json::from_str(u.get()).ok())),
-        // Valid JSON that is not an object (no usage to find) still passes.
-        Err(e) if e.is_data() => {
-            serde_json::from_slice::<serde::de::IgnoredAny>(body).map(|_| None)
-        }
-        Err(e) => Err(e),
+/// What one parse of a complete answer tells.
+#[derive(Debug, Default, PartialEq)]
+struct AnswerPeek {
+    usage: Option<crate::metrics::Usage>,
+    /// Whether `id`, `object`, `created`, `model`, `usage` are present (and not null).
+    present: [bool; 5],
+    /// Whether the answer is a JSON object (only objects are completed).
+    object: bool,
+}
+
+impl AnswerPeek {
+    /// Whether the answer lacks a field strict clients need in an answer of type `object`.
+    fn lacks(&self, object: &str) -> bool {
+        let [id, obj, created, model, usage] = self.present;
+        self.object
+            && if object == "list" {
+                !(obj && model && usage)
+            } else {
+                !(id && obj && created && model && usage)
+            }
     }
 }
 
-/// Whether a complete answer lacks a field strict clients need (cheap: a byte search; the
-/// answer is parsed only when one is missing).
-fn lacks_openai_fields(body: &[u8], object: &str) -> bool {
-    let fields: &[&str] = if object == "list" {
-        &["\"object\"", "\"model\"", "\"usage\""]
-    } else {
-        &[
-            "\"id\"",
-            "\"object\"",
-            "\"created\"",
-            "\"model\"",
-            "\"usage\"",
-        ]
-    };
-    fields
-        .iter()
-        .any(|f| memchr::memmem::find(body, f.as_bytes()).is_none())
+/// Parses a complete answer once: `Err` when it is not JSON.
+fn peek_answer(body: &[u8]) -> Result<AnswerPeek, serde_json::Error> {
+    use serde::de::IgnoredAny;
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(default)]
+        id: Option<IgnoredAny>,
+        #[serde(default)]
+        object: Option<IgnoredAny>,
+        #[serde(default)]
+        created: Option<IgnoredAny>,
+        #[serde(default)]
+        model: Option<IgnoredAny>,
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        // Valid JSON that is not an object is passed on as it is.
+        return serde_json::from_slice::<IgnoredAny>(body).map(|_| AnswerPeek::default());
+    }
+    match serde_json::from_slice::<Peek<'_>>(body) {
+        Ok(p) => Ok(AnswerPeek {
+            present: [
+                p.id.is_some(),
+                p.object.is_some(),
+                p.created.is_some(),
+                p.model.is_some(),
+                p.usage.is_some_and(|u| u.get() != "null"),
+            ],
+            usage: p.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
+            object: true,
+        }),
+        // An object that repeats a field: valid JSON, passed on as it is.
+        Err(e) if e.is_data() => {
+            serde_json::from_slice::<IgnoredAny>(body).map(|_| AnswerPeek::default())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Adds what some engines leave out of an OpenAI answer (llama.cpp omits `created` in places,
@@ -463,4 +490,36 @@ where
         let rest = async { while upstream.next().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_secs(5), rest).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_parse_finds_usage_and_missing_fields() {
+        let full = br#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#;
+        let p = peek_answer(full).unwrap();
+        assert_eq!(
+            p.usage,
+            Some(crate::metrics::Usage {
+                prompt_tokens: 2,
+                completion_tokens: 3
+            })
+        );
+        assert!(!p.lacks("chat.completion"));
+        let no_created =
+            br#"{"id":"c","object":"chat.completion","model":"m","usage":{"prompt_tokens":2}}"#;
+        assert!(peek_answer(no_created).unwrap().lacks("chat.completion"));
+        // A list needs no id or created.
+        let list = br#"{"object":"list","data":[],"model":"m","usage":{"prompt_tokens":1}}"#;
+        assert!(!peek_answer(list).unwrap().lacks("list"));
+        let null_usage = br#"{"object":"list","data":[],"model":"m","usage":null}"#;
+        let p = peek_answer(null_usage).unwrap();
+        assert!(p.lacks("list") && p.usage.is_none());
+        // Not an object: valid, nothing to complete.
+        assert!(!peek_answer(b"[1,2]").unwrap().lacks("list"));
+        assert!(peek_answer(b"{\"id\":").is_err());
+        assert!(peek_answer(b"not json").is_err());
+    }
 }
