@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -84,18 +83,22 @@ impl Drop for Queued<'_> {
 const UNLIMITED: &[&str] = &["/health", "/ready"];
 
 /// Runs `next` within a slot: waits in the queue for one, or answers 429.
-pub async fn limit(state: &AppState, request: Request, next: Next) -> Response {
+pub async fn limit<F, Fut>(state: &AppState, request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let Some(limiter) = state.limiter.as_ref() else {
-        return next.run(request).await;
+        return next(request).await;
     };
     if UNLIMITED.contains(&request.uri().path()) {
-        return next.run(request).await;
+        return next(request).await;
     }
     let permit = match limiter.acquire().await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    next.run(request).await.map(|body| {
+    next(request).await.map(|body| {
         Body::new(Held {
             inner: body,
             _held: permit,

@@ -7,7 +7,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -40,7 +39,7 @@ impl Limits {
 /// for at most `drain`.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: crate::routes::App,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
     limits: Limits,

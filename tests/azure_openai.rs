@@ -561,3 +561,29 @@ async fn readiness_per_upstream() {
     assert_eq!(proxy.get("/ready?upstream=nope").await.status(), 503);
     assert_eq!(proxy.get("/ready?any=true").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_deployment_name_that_is_not_utf8_is_an_azure_400() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let r = proxy
+        .post(
+            &format!("/openai/deployments/gpt%FF/chat/completions?api-version={AOAI}"),
+            r#"{"messages":[{"role":"user","content":"Hi"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "BadRequest", "{body}");
+    assert!(mock.received_on("/v1/chat/completions").is_empty());
+    // Another method on an operation route is the router's Azure-shaped 405.
+    let r = proxy
+        .client
+        .get(proxy.url("/openai/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].is_string(), "{body}");
+}

@@ -11,51 +11,10 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::extract::read_body;
-use crate::proxy::{self, Op, Surface};
+use crate::proxy::{self, Surface};
 use crate::state::AppState;
 use crate::upstream::forward;
 
-macro_rules! deployment_handler {
-    ($name:ident, $op:expr) => {
-        /// A deployment route: the deployment in the path decides the model.
-        pub async fn $name(
-            State(state): State<AppState>,
-            Path(deployment): Path<String>,
-            uri: Uri,
-            headers: HeaderMap,
-            body: Body,
-        ) -> Result<Response, ApiError> {
-            proxy::json_request(
-                &state,
-                Surface::AzureOpenAi,
-                $op,
-                Some(&deployment),
-                &uri,
-                &headers,
-                body,
-            )
-            .await
-        }
-    };
-}
-
-macro_rules! body_model_handler {
-    ($name:ident, $surface:expr, $op:expr) => {
-        /// A route without a deployment: the body's `model` names it.
-        pub async fn $name(
-            State(state): State<AppState>,
-            uri: Uri,
-            headers: HeaderMap,
-            body: Body,
-        ) -> Result<Response, ApiError> {
-            proxy::json_request(&state, $surface, $op, None, &uri, &headers, body).await
-        }
-    };
-}
-
-deployment_handler!(chat_completions, Op::Chat);
-deployment_handler!(completions, Op::Completions);
-deployment_handler!(embeddings, Op::Embeddings);
 /// `POST /openai/responses?api-version=`.
 pub async fn responses(
     State(state): State<AppState>,
@@ -91,9 +50,6 @@ pub async fn delete_response(
 ) -> Result<Response, ApiError> {
     crate::responses_api::delete(&state, &id)
 }
-body_model_handler!(v1_chat_completions, Surface::V1, Op::Chat);
-body_model_handler!(v1_completions, Surface::V1, Op::Completions);
-body_model_handler!(v1_embeddings, Surface::V1, Op::Embeddings);
 
 /// `/openai/deployments/{deployment}/audio/transcriptions`: forwarded as sent (multipart)
 /// where the engine transcribes (vLLM), otherwise Azure's 400.

@@ -5,8 +5,15 @@
 pub mod azure_openai;
 pub mod health;
 pub mod model_inference;
+pub mod operations;
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,22 +26,32 @@ use crate::state::AppState;
 
 const PREFIXES: &[&str] = &["", "/models", "/api/models"];
 
-/// The whole application: routes, Azure-shaped fallbacks, and the layers around them.
-pub fn app(state: AppState) -> Router {
+/// The whole application: the front service around the router.
+pub fn app(state: AppState) -> App {
+    App {
+        router: router(state.clone()),
+        state,
+    }
+}
+
+/// The router: every route, Azure-shaped fallbacks, and the layers around them.
+fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics));
+    for &operation in operations::OPERATIONS {
+        router = router.route(
+            operation.route,
+            post(
+                move |State(state): State<AppState>, request: Request| async move {
+                    operations::serve(&state, operation, request).await
+                },
+            ),
+        );
+    }
     for prefix in PREFIXES {
         router = router
-            .route(
-                &format!("{prefix}/chat/completions"),
-                post(model_inference::chat_completions),
-            )
-            .route(
-                &format!("{prefix}/embeddings"),
-                post(model_inference::embeddings),
-            )
             .route(
                 &format!("{prefix}/images/embeddings"),
                 post(model_inference::image_embeddings),
@@ -42,18 +59,6 @@ pub fn app(state: AppState) -> Router {
             .route(&format!("{prefix}/info"), get(model_inference::info));
     }
     router = router
-        .route(
-            "/openai/deployments/{deployment}/chat/completions",
-            post(azure_openai::chat_completions),
-        )
-        .route(
-            "/openai/deployments/{deployment}/completions",
-            post(azure_openai::completions),
-        )
-        .route(
-            "/openai/deployments/{deployment}/embeddings",
-            post(azure_openai::embeddings),
-        )
         .route(
             "/openai/deployments/{deployment}/audio/transcriptions",
             post(azure_openai::audio_transcriptions),
@@ -72,12 +77,6 @@ pub fn app(state: AppState) -> Router {
             get(azure_openai::get_response).delete(azure_openai::delete_response),
         )
         .route("/openai/models", get(azure_openai::models))
-        .route(
-            "/openai/v1/chat/completions",
-            post(azure_openai::v1_chat_completions),
-        )
-        .route("/openai/v1/completions", post(azure_openai::v1_completions))
-        .route("/openai/v1/embeddings", post(azure_openai::v1_embeddings))
         .route("/openai/v1/responses", post(azure_openai::v1_responses))
         .route("/openai/v1/models", get(azure_openai::models));
     router
@@ -91,17 +90,79 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The service the server runs: a POST to a JSON operation goes straight to its handler (see
+/// `operations`), anything else through the router. Both ways pass the same front checks.
+#[derive(Clone)]
+pub struct App {
+    state: AppState,
+    router: Router,
+}
+
+impl<B> tower::Service<http::Request<B>> for App
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<
+        Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
+        <Router as tower::Service<http::Request<B>>>::Future,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use futures_util::future::Either;
+        let found = (request.method() == Method::POST)
+            .then(|| operations::find(request.uri().path()))
+            .flatten();
+        let Some((operation, _)) = found else {
+            return Either::Right(self.router.call(request));
+        };
+        let state = self.state.clone();
+        Either::Left(Box::pin(async move {
+            let request = request.map(Body::new);
+            let route = crate::telemetry::Route::Static(operation.route);
+            let state = &state;
+            Ok(pass_front(state, request, route, |request| async move {
+                operations::serve(state, operation, request).await
+            })
+            .await)
+        }))
+    }
+}
+
 /// What every request passes before its handler, in one layer (one boxed future, not three):
 /// the observer (request id, metrics, log line) sees every request, including the ones auth
 /// refuses; auth runs before a request can take a concurrency slot, and both before any
 /// handler touches the body or the engine.
 async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let state = &state;
-    crate::telemetry::observe(state, request, |request| async move {
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(m) => crate::telemetry::Route::Matched(m.clone()),
+        None => crate::telemetry::Route::Unmatched,
+    };
+    pass_front(&state, request, route, |request| next.run(request)).await
+}
+
+/// The front checks around `handler`: observer, key, concurrency limit.
+async fn pass_front<F, Fut>(
+    state: &AppState,
+    request: Request,
+    route: crate::telemetry::Route,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    crate::telemetry::observe(state, request, route, |request| async move {
         if let Err(e) = check_key(state, &request) {
             return e.into_response();
         }
-        crate::limits::limit(state, request, next).await
+        crate::limits::limit(state, request, handler).await
     })
     .await
 }

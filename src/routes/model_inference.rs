@@ -8,50 +8,12 @@ use axum::Json;
 
 use crate::error::ApiError;
 use crate::extract::read_body;
-use crate::proxy::{self, Op, Surface};
+use crate::proxy::{self, Surface};
 use crate::state::AppState;
 use crate::translate::body::JsonBody;
 use crate::translate::embeddings;
 use crate::translate::extra_params::ExtraParams;
 use crate::translate::info::{self, ModelInfo, ModelType};
-
-/// `POST /chat/completions`.
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    proxy::json_request(
-        &state,
-        Surface::ModelInference,
-        Op::Chat,
-        None,
-        &uri,
-        &headers,
-        body,
-    )
-    .await
-}
-
-/// `POST /embeddings`.
-pub async fn embeddings(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    proxy::json_request(
-        &state,
-        Surface::ModelInference,
-        Op::Embeddings,
-        None,
-        &uri,
-        &headers,
-        body,
-    )
-    .await
-}
 
 /// `POST /images/embeddings`: served where the engine embeds images (vLLM's chat-style
 /// embeddings input), otherwise Azure's 400 `OperationNotSupported`.

@@ -89,7 +89,12 @@ pub struct Forwarded {
 /// request. A client's `x-ms-client-request-id` is echoed back. The log line holds method, path
 /// (no query), status, deployment, durations and tokens: never the body, the query or any
 /// credential.
-pub async fn observe<F, Fut>(state: &AppState, mut request: Request, inner: F) -> Response
+pub async fn observe<F, Fut>(
+    state: &AppState,
+    mut request: Request,
+    route: Route,
+    inner: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
@@ -109,7 +114,6 @@ where
         .cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let route = request.extensions().get::<MatchedPath>().cloned();
     let metrics = Arc::clone(&state.metrics);
     metrics.in_flight.inc();
     // Log lines written while the request is served carry its id (cheaper than a span).
@@ -150,7 +154,7 @@ where
             .get_or_create(&UpstreamErrorLabels { kind: code })
             .inc();
     }
-    let api = match route.as_ref().map(MatchedPath::as_str) {
+    let api = match route.as_str() {
         Some("/health" | "/ready" | "/metrics") => "probe",
         Some(r) if r.starts_with("/openai/") => "azure_openai",
         Some(_) => "model_inference",
@@ -182,6 +186,27 @@ where
     response.map(|body| Body::new(Observed { inner: body, end }))
 }
 
+/// The route a request matched, for the metrics' `route` label.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Matched by the router.
+    Matched(MatchedPath),
+    /// Matched by the front service's own table.
+    Static(&'static str),
+    /// No route.
+    Unmatched,
+}
+
+impl Route {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Route::Matched(m) => Some(m.as_str()),
+            Route::Static(s) => Some(s),
+            Route::Unmatched => None,
+        }
+    }
+}
+
 /// The metric kind of an engine failure, from the answer's error code.
 fn upstream_error_kind(code: &str, status: u16) -> Option<String> {
     match code {
@@ -203,7 +228,7 @@ struct Finish {
     metrics: Arc<Metrics>,
     /// The request id, lent to the thread while the body is polled.
     id: Option<HeaderValue>,
-    route: Option<MatchedPath>,
+    route: Route,
     api: &'static str,
     deployment: String,
     status: u16,
@@ -257,7 +282,7 @@ impl Drop for Finish {
         let elapsed = self.start.elapsed();
         m.in_flight.dec();
         m.record_request(
-            self.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            self.route.as_str().unwrap_or("unmatched"),
             self.api,
             &self.deployment,
             self.status,
