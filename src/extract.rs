@@ -1,6 +1,8 @@
 //! Reading the parts of a request the handlers need, with Azure-shaped rejections: the query
 //! parameters, the body (bounded by `--max-body-size`), and the client's credentials.
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, Uri};
@@ -10,24 +12,24 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The query parameters the Azure routes read.
+/// The query parameters the Azure routes read, borrowed from the URI unless they were encoded.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct AzureQuery {
+pub struct AzureQuery<'a> {
     /// `api-version`, if given.
-    pub api_version: Option<String>,
+    pub api_version: Option<Cow<'a, str>>,
     /// `model` (on `/info`), if given.
-    pub model: Option<String>,
+    pub model: Option<Cow<'a, str>>,
 }
 
-impl AzureQuery {
+impl<'a> AzureQuery<'a> {
     /// Reads the query string; unknown parameters are ignored, as Azure does.
-    pub fn from_uri(uri: &Uri) -> Self {
+    pub fn from_uri(uri: &'a Uri) -> Self {
         let mut q = AzureQuery::default();
         if let Some(query) = uri.query() {
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {
                 match k.as_ref() {
-                    "api-version" => q.api_version = Some(v.into_owned()),
-                    "model" => q.model = Some(v.into_owned()),
+                    "api-version" => q.api_version = Some(v),
+                    "model" => q.model = Some(v),
                     _ => {}
                 }
             }

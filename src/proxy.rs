@@ -87,11 +87,11 @@ impl Op {
 }
 
 /// Checks `api-version` by the surface's rules.
-pub fn check_api_version(
+pub fn check_api_version<'u>(
     state: &AppState,
     surface: Surface,
-    uri: &Uri,
-) -> Result<AzureQuery, ApiError> {
+    uri: &'u Uri,
+) -> Result<AzureQuery<'u>, ApiError> {
     let query = AzureQuery::from_uri(uri);
     let given = query.api_version.as_deref();
     match surface {

@@ -30,7 +30,8 @@ const fn at(route: &'static str, surface: Surface, op: Op) -> Operation {
     Operation { route, surface, op }
 }
 
-/// The placeholder of the deployment's segment.
+/// Where the deployment's segment begins, and its placeholder.
+const DEPLOYMENTS: &str = "/openai/deployments/";
 const DEPLOYMENT: &str = "{deployment}";
 
 /// Every JSON operation route. Model Inference serves its routes at the root and under the
@@ -82,10 +83,13 @@ impl Operation {
     /// Whether `path` is this route; for a deployment route, the deployment's segment as sent
     /// (still percent-encoded). `Some(None)`: a match without a deployment.
     fn matches<'p>(&self, path: &'p str) -> Option<Option<&'p str>> {
-        match self.route.split_once(DEPLOYMENT) {
+        // Plain prefix and suffix comparisons: `split_once` with a string pattern would set up
+        // a substring searcher per route and request.
+        match self.route.strip_prefix(DEPLOYMENTS) {
             None => (path == self.route).then_some(None),
-            Some((prefix, suffix)) => {
-                let segment = path.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            Some(suffix) => {
+                let suffix = suffix.strip_prefix(DEPLOYMENT).unwrap_or(suffix);
+                let segment = path.strip_prefix(DEPLOYMENTS)?.strip_suffix(suffix)?;
                 // As the router: one non-empty segment.
                 (!segment.is_empty() && !segment.contains('/')).then_some(Some(segment))
             }

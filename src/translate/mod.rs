@@ -11,4 +11,5 @@ pub mod info;
 pub mod json;
 pub mod prepare;
 pub mod responses;
+pub mod scan;
 pub mod sse;

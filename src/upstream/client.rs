@@ -30,7 +30,7 @@ use crate::upstream::h1::{H1Body, H1Error, H1Pool};
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Client headers the engine gets: the request id and the W3C trace context. Nothing else
 /// (credentials least of all) crosses over.
-const FORWARDED_HEADERS: [HeaderName; 3] = [
+static FORWARDED_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-request-id"),
     HeaderName::from_static("traceparent"),
     HeaderName::from_static("tracestate"),
@@ -164,6 +164,27 @@ impl http_body::Body for EngineBody {
             EngineBody::H1(b) => b.size_hint(),
             EngineBody::Hyper(b) => b.size_hint(),
         }
+    }
+}
+
+/// The few headers of a hot-path request, borrowed from the upstream and the client's request.
+#[derive(Default)]
+pub struct DataHeaders<'h> {
+    list: [Option<(&'h HeaderName, &'h HeaderValue)>; 5],
+    len: usize,
+}
+
+impl<'h> DataHeaders<'h> {
+    fn push(&mut self, name: &'h HeaderName, value: &'h HeaderValue) {
+        if let Some(slot) = self.list.get_mut(self.len) {
+            *slot = Some((name, value));
+            self.len += 1;
+        }
+    }
+
+    /// The headers in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)> + '_ {
+        self.list.iter().flatten().copied()
     }
 }
 
@@ -344,17 +365,21 @@ impl Upstream {
     }
 
     /// The headers of a hot-path POST: content type, the engine's key, the request id and
-    /// trace context.
-    fn data_headers(&self, content_type: &HeaderValue, incoming: Option<&HeaderMap>) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(8);
-        headers.insert(header::CONTENT_TYPE, content_type.clone());
+    /// trace context, borrowed (the lean client writes them out without building a map).
+    fn data_headers<'h>(
+        &'h self,
+        content_type: &'h HeaderValue,
+        incoming: Option<&'h HeaderMap>,
+    ) -> DataHeaders<'h> {
+        let mut headers = DataHeaders::default();
+        headers.push(&header::CONTENT_TYPE, content_type);
         if let Some(auth) = &self.auth {
-            headers.insert(header::AUTHORIZATION, auth.clone());
+            headers.push(&header::AUTHORIZATION, auth);
         }
         if let Some(incoming) = incoming {
             for name in &FORWARDED_HEADERS {
                 if let Some(v) = incoming.get(name) {
-                    headers.insert(name.clone(), v.clone());
+                    headers.push(name, v);
                 }
             }
         }
@@ -367,7 +392,7 @@ impl Upstream {
         &self,
         replica: &Replica,
         path: &str,
-        headers: &HeaderMap,
+        headers: &DataHeaders<'_>,
         body: &Bytes,
     ) -> Result<EngineResponse, SendError> {
         if let Some(pool) = &replica.h1 {
@@ -389,7 +414,10 @@ impl Upstream {
         let mut request = Request::new(Full::new(body.clone()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
-        *request.headers_mut() = headers.clone();
+        let map = request.headers_mut();
+        for (name, value) in headers.iter() {
+            map.insert(name.clone(), value.clone());
+        }
         send_data(&self.data, request, self.headers_timeout).await
     }
 
@@ -816,7 +844,7 @@ async fn send_data(
 async fn send_h1(
     pool: &Arc<H1Pool>,
     path: &str,
-    headers: &HeaderMap,
+    headers: &DataHeaders<'_>,
     body: &Bytes,
     timeout: Duration,
 ) -> Result<EngineResponse, SendError> {
