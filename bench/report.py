@@ -74,6 +74,10 @@ vw = num("rps_ours_warn")
 p(f"| chat, JSON, ours with RUST_LOG=warn (no access log) | | | {fmt(vw)} "
   f"| {ratio(vw, num('rps_direct'))} | | {ratio(vw, num('rps_nginx'))} "
   f"| {R.get('rps_err_ours_warn', '?')} |")
+vr = num("rps_relay")
+p(f"| chat, JSON, through the no-op TCP relay (examples/relay.rs) instead of ours | | | {fmt(vr)} "
+  f"| {ratio(vr, num('rps_direct'))} | | {ratio(vr, num('rps_nginx'))} "
+  f"| {R.get('rps_err_relay', '?')} |")
 p("")
 p("CPU time of the proxy under test during those runs (from /proc/PID/stat; nginx: its one worker; "
   "its core is CPU 0):")
@@ -84,6 +88,7 @@ for label, n, o in (
     ("chat, JSON answer", "nginx", "ours"),
     ("chat, SSE answer (6 events)", "snginx", "sours"),
     ("chat, JSON, ours with RUST_LOG=warn", None, "ours_warn"),
+    ("chat, JSON, the no-op relay in ours' place", "nginx", "relay"),
 ):
     cn = pct(num(f"cpu_{n}")) if n else ""
     un = fmt(num(f"cpu_us_{n}"), 1) if n else ""
@@ -94,24 +99,25 @@ p("")
 p(f"### Latency at a fixed {R.get('rate')} requests/s (oha, open loop, "
   f"coordinated-omission corrected, {dur} s; µs)")
 p("")
-p("| percentile | direct | nginx | ours | nginx/direct | ours/direct | ours/nginx "
-  "| added by nginx | added by ours |")
-p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+p("| percentile | direct | nginx | ours | no-op relay | nginx/direct | ours/direct | ours/nginx "
+  "| added by nginx | added by ours | added by the relay |")
+p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, k in (("p50", "p50"), ("p99", "p99"), ("p99.9", "p999")):
-    d, n, o = (num(f"lat_{k}_{t}") for t in ("direct", "nginx", "ours"))
-    p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {ratio(n, d)} | {ratio(o, d)} "
-      f"| {ratio(o, n)} | {diff(n, d)} | {diff(o, d)} |")
+    d, n, o, r = (num(f"lat_{k}_{t}") for t in ("direct", "nginx", "ours", "relay"))
+    p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {fmt(r)} | {ratio(n, d)} | {ratio(o, d)} "
+      f"| {ratio(o, n)} | {diff(n, d)} | {diff(o, d)} | {diff(r, d)} |")
 p(f"| achieved rate (req/s) | {fmt(num('lat_rps_direct'))} | {fmt(num('lat_rps_nginx'))} "
-  f"| {fmt(num('lat_rps_ours'))} | | | | | |")
+  f"| {fmt(num('lat_rps_ours'))} | {fmt(num('lat_rps_relay'))} | | | | | | |")
 p(f"| failed requests | {R.get('lat_err_direct')} | {R.get('lat_err_nginx')} "
-  f"| {R.get('lat_err_ours')} | | | | | |")
+  f"| {R.get('lat_err_ours')} | {R.get('lat_err_relay')} | | | | | | |")
 p("")
 
 p(f"### Streaming against an upstream sending one event every 10 ms "
   f"({R.get('streams')} streams of 6 events, one at a time; µs)")
 p("")
-p("| measure | direct | nginx | ours | ours/nginx | added by nginx | added by ours |")
-p("|---|---:|---:|---:|---:|---:|---:|")
+p("| measure | direct | nginx | ours | no-op relay | ours/nginx | added by nginx | added by ours "
+  "| added by the relay | ours − relay |")
+p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, k in (
     ("time to first token, p50", "ttft_p50"),
     ("time to first token, p99", "ttft_p99"),
@@ -120,10 +126,11 @@ for label, k in (
     ("gap between chunks, p50 (nominal 10,000)", "gap_p50"),
     ("gap between chunks, p99", "gap_p99"),
 ):
-    d, n, o = (num(f"{k}_{t}") for t in ("direct", "nginx", "ours"))
-    p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {ratio(o, n)} | {diff(n, d)} | {diff(o, d)} |")
+    d, n, o, r = (num(f"{k}_{t}") for t in ("direct", "nginx", "ours", "relay"))
+    p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {fmt(r)} | {ratio(o, n)} | {diff(n, d)} "
+      f"| {diff(o, d)} | {diff(r, d)} | {diff(o, r)} |")
 p(f"| failed streams | {R.get('stream_err_direct')} | {R.get('stream_err_nginx')} "
-  f"| {R.get('stream_err_ours')} | | | |")
+  f"| {R.get('stream_err_ours')} | {R.get('stream_err_relay')} | | | | | |")
 p("")
 
 p("### Memory (VmRSS)")
@@ -170,10 +177,10 @@ targets.append((
     f"{diff(o, d)} µs vs {diff(n, d)} µs",
     ok,
 ))
-d, o = num("ttft_p50_direct"), num("ttft_p50_ours")
+d, o, r = num("ttft_p50_direct"), num("ttft_p50_ours"), num("ttft_p50_relay")
 targets.append((
     "added time to first token < 100 µs (p50)",
-    f"{diff(o, d)} µs",
+    f"{diff(o, d)} µs (the no-op relay adds {diff(r, d)} µs; ours beyond the relay: {diff(o, r)} µs)",
     None if None in (d, o) else (o - d) < 100,
 ))
 v = num("rss_idle")

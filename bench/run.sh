@@ -324,9 +324,12 @@ else
   (cd "$REPO" && cargo build --release --quiet)
   BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/azure-openai-proxy"
 fi
+# The no-op TCP relay: what any process in the path costs on this machine.
+(cd "$REPO" && cargo build --release --quiet --example relay)
+RELAY="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/relay"
 ulimit -n "$(ulimit -Hn)"
 
-read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS <<<"$(free_ports 10)"
+read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS RL_JSON RL_LAT <<<"$(free_ports 12)"
 
 put machine_cpu "\"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)\""
 put machine_cores "$(nproc)"
@@ -354,7 +357,12 @@ PIDS+=($!)
 taskset -c 1 "$PY" "$BENCH_DIR/sse_upstream.py" --port "$UP_HOLD" --interval-ms 5000 --events 100000 \
   >"$OUT/sse-hold.log" 2>&1 &
 PIDS+=($!)
-for p in "$UP_JSON" "$UP_SSE" "$UP_LAT" "$UP_HOLD" "$NG_JSON" "$NG_HOLD2"; do wait_port "$p"; done
+taskset -c 0 "$RELAY" "$RL_JSON" "127.0.0.1:$UP_JSON" >"$OUT/relay-json.log" 2>&1 &
+RELAY_JSON_PID=$!
+PIDS+=("$RELAY_JSON_PID")
+taskset -c 0 "$RELAY" "$RL_LAT" "127.0.0.1:$UP_LAT" >"$OUT/relay-lat.log" 2>&1 &
+PIDS+=($!)
+for p in "$UP_JSON" "$UP_SSE" "$UP_LAT" "$UP_HOLD" "$NG_JSON" "$NG_HOLD2" "$RL_JSON" "$RL_LAT"; do wait_port "$p"; done
 for m in "${PIDS[@]:0:2}"; do
   while read -r w; do NGINX_WORKERS+=("$w"); done < <(pgrep -P "$m")
 done
@@ -373,11 +381,13 @@ log "max throughput, non-streaming (wrk, $CONNS connections, ${DUR}s)"
 run_wrk direct "$D:$UP_JSON$OAI_PATH" "$BODY"
 run_wrk nginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER"
 run_wrk ours "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
+run_wrk relay "$D:$RL_JSON$OAI_PATH" "$BODY" "$RELAY_JSON_PID"
 
 log "latency at a fixed $RATE req/s (oha, open loop, latency correction)"
 run_oha direct "$D:$UP_JSON$OAI_PATH"
 run_oha nginx "$D:$NG_JSON$OAI_PATH"
 run_oha ours "$D:$OURS$AZ_PATH"
+run_oha relay "$D:$RL_JSON$OAI_PATH"
 put rss_after_load "$(rss_kb "$OUR_PID")"
 stop "$OUR_PID"
 
@@ -399,6 +409,7 @@ start_ours "$UP_LAT" "$OURS" ours-lat
 run_stream_latency direct "$D:$UP_LAT$OAI_PATH"
 run_stream_latency nginx "$D:$NG_LAT$OAI_PATH"
 run_stream_latency ours "$D:$OURS$AZ_PATH"
+run_stream_latency relay "$D:$RL_LAT$OAI_PATH"
 stop "$OUR_PID"
 
 log "memory with open streams"
