@@ -383,10 +383,16 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
+static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+
+/// Whether `bytes` contain a `"usage"` key (or string) at all.
+pub fn mentions_usage(bytes: &[u8]) -> bool {
+    USAGE.find(bytes).is_some()
+}
+
 /// Finds a non-null `usage` object in one JSON document (an answer, or one event of a stream).
 pub fn find_usage(json: &[u8]) -> Option<Usage> {
-    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
     USAGE.find(json)?;
     #[derive(serde::Deserialize)]
     struct WithUsage {

@@ -248,10 +248,10 @@ struct Finish {
 
 impl Finish {
     fn on_chunk(&mut self, data: &[u8]) {
-        let now = Instant::now();
         if !self.is_sse {
             return;
         }
+        let now = Instant::now();
         let (metrics, operation, model) = (&self.metrics, self.operation, &self.deployment);
         let stream = self
             .stream
@@ -264,7 +264,11 @@ impl Finish {
             Some(last) => stream.tpot.observe((now - last).as_secs_f64()),
         }
         self.last_chunk = Some(now);
-        // The usage chunk (stream_options.include_usage) is the last event before [DONE].
+        // The usage chunk (stream_options.include_usage) is the last event before [DONE]; most
+        // chunks have none, which one search of the whole chunk tells.
+        if !crate::metrics::mentions_usage(data) {
+            return;
+        }
         for event in data
             .split(|&b| b == b'\n')
             .filter_map(|l| l.strip_prefix(b"data: "))

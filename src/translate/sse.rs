@@ -38,6 +38,18 @@ impl SseNormalizer {
         self.done
     }
 
+    /// Like `push`, for a chunk as it came from the connection: a chunk of whole events already
+    /// in the normal form (what most engines send) is passed on as it is, without a copy.
+    pub fn push_bytes(&mut self, chunk: &Bytes) -> Bytes {
+        if self.line.is_empty() && !self.has_data && !self.after_cr && !self.done {
+            if let Some((len, done)) = normal_events(chunk) {
+                self.done = done;
+                return chunk.slice(..len);
+            }
+        }
+        self.push(chunk)
+    }
+
     /// Feeds bytes from the engine; returns what can be sent to the client now (maybe empty).
     pub fn push(&mut self, chunk: &[u8]) -> Bytes {
         let mut out = BytesMut::new();
@@ -143,6 +155,35 @@ impl SseNormalizer {
     }
 }
 
+/// When `chunk` is whole events in the normal form (`data: <payload>\n\n`, the payload on one
+/// line without surrounding whitespace), as the normaliser would write them: how many bytes
+/// of it to send (up to and including a `[DONE]`, after which nothing is sent) and whether
+/// `[DONE]` was among them. `None`: the chunk needs the normaliser.
+fn normal_events(chunk: &[u8]) -> Option<(usize, bool)> {
+    if chunk.is_empty() {
+        return None;
+    }
+    let mut at = 0;
+    while at < chunk.len() {
+        let event = chunk[at..].strip_prefix(b"data: ")?;
+        let end = memchr::memchr(b'\n', event)?;
+        let payload = &event[..end];
+        let (first, last) = (payload.first()?, payload.last()?);
+        if first.is_ascii_whitespace()
+            || last.is_ascii_whitespace()
+            || memchr::memchr(b'\r', payload).is_some()
+            || event.get(end + 1) != Some(&b'\n')
+        {
+            return None;
+        }
+        at += b"data: ".len() + end + 2;
+        if payload == b"[DONE]" {
+            return Some((at, true));
+        }
+    }
+    Some((at, false))
+}
+
 /// An engine's complete (non-streamed) answer as the event stream the client asked for, for
 /// engines that ignore `stream`: one chunk carrying each choice's whole message as its delta,
 /// a usage chunk when the answer has usage, and `[DONE]`. `None` when the answer is not a
@@ -227,8 +268,50 @@ mod tests {
 
     fn run(chunks: &[&[u8]]) -> (Vec<Bytes>, Bytes) {
         let mut n = SseNormalizer::new();
-        let outs = chunks.iter().map(|c| n.push(c)).collect();
+        let outs = chunks
+            .iter()
+            .map(|c| n.push_bytes(&Bytes::copy_from_slice(c)))
+            .collect();
         (outs, n.finish())
+    }
+
+    proptest::proptest! {
+        /// The pass-through of normal chunks sends exactly what the normaliser would, chunk by
+        /// chunk, however the stream is cut.
+        #[test]
+        fn pass_through_is_the_normalisers_output(
+            events in proptest::collection::vec(proptest::sample::select(&[
+                "data: {\"a\":1}\n\n", "data: [DONE]\n\n", "data:{\"b\":2}\n\n",
+                "data:  x \n\n", ": ping\n\n", "data: a\r\n\r\n", "data: a\ndata: b\n\n",
+                "event: e\ndata: {}\n\n", "data: \n\n", "data: é\n\n", "\n", "data: q\n",
+            ][..]), 0..8),
+            cuts in proptest::collection::vec(0usize..200, 0..4),
+        ) {
+            let text: Vec<u8> = events.concat().into_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (text.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut last = 0;
+            for c in cuts.into_iter().chain(std::iter::once(text.len())) {
+                pieces.push(&text[last..c]);
+                last = c;
+            }
+            let (fast, fast_end) = run(&pieces);
+            let mut slow_n = SseNormalizer::new();
+            let slow: Vec<Bytes> = pieces.iter().map(|p| slow_n.push(p)).collect();
+            proptest::prop_assert_eq!(fast, slow);
+            proptest::prop_assert_eq!(fast_end, slow_n.finish());
+        }
+    }
+
+    #[test]
+    fn normal_chunks_pass_without_a_copy() {
+        let chunk = Bytes::from_static(b"data: {\"a\":1}\n\ndata: [DONE]\n\ndata: {}\n\n");
+        let mut n = SseNormalizer::new();
+        let out = n.push_bytes(&chunk);
+        assert_eq!(&out[..], b"data: {\"a\":1}\n\ndata: [DONE]\n\n");
+        assert_eq!(out.as_ptr(), chunk.as_ptr());
+        assert!(n.is_done());
     }
 
     fn joined(chunks: &[&[u8]]) -> String {

@@ -445,7 +445,7 @@ where
         loop {
             match upstream.next().await {
                 Some(Ok(chunk)) => {
-                    let out = sse.push(&chunk);
+                    let out = sse.push_bytes(&chunk);
                     if sse.is_done() {
                         finish_in_background(upstream);
                         return Some((Ok(out), None));
