@@ -11,5 +11,4 @@ pub mod info;
 pub mod json;
 pub mod prepare;
 pub mod responses;
-pub mod scan;
 pub mod sse;

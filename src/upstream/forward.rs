@@ -16,7 +16,6 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
-use crate::translate::scan::{self, Invalid};
 use crate::translate::sse::SseNormalizer;
 use crate::upstream::client::{describe, Answer, BodyError, EngineBody, EngineResponse};
 use crate::upstream::usage_fill::{self, PromptCount};
@@ -170,45 +169,44 @@ impl AnswerPeek {
     }
 }
 
-/// Scans a complete answer once: `Err` when it is not JSON.
-fn peek_answer(body: &[u8]) -> Result<AnswerPeek, Invalid> {
-    const NAMES: [&str; 5] = ["id", "object", "created", "model", "usage"];
+/// Parses a complete answer once: `Err` when it is not JSON.
+fn peek_answer(body: &[u8]) -> Result<AnswerPeek, serde_json::Error> {
+    use serde::de::IgnoredAny;
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(default)]
+        id: Option<IgnoredAny>,
+        #[serde(default)]
+        object: Option<IgnoredAny>,
+        #[serde(default)]
+        created: Option<IgnoredAny>,
+        #[serde(default)]
+        model: Option<IgnoredAny>,
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
     if body.trim_ascii_start().first() != Some(&b'{') {
         // Valid JSON that is not an object is passed on as it is.
-        return if scan::is_json(body) {
-            Ok(AnswerPeek::default())
-        } else {
-            Err(Invalid)
-        };
+        return serde_json::from_slice::<IgnoredAny>(body).map(|_| AnswerPeek::default());
     }
-    let mut peek = AnswerPeek {
-        object: true,
-        ..AnswerPeek::default()
-    };
-    let mut seen = [false; 5];
-    let mut usage: Option<&[u8]> = None;
-    let mut duplicate = false;
-    let mut s = scan::Scan::new(body);
-    let mut fields = s.object(0)?;
-    while let Some(key) = fields.next_field()? {
-        let Some(n) = NAMES.iter().position(|name| key.is(name)) else {
-            fields.skip_value()?;
-            continue;
-        };
-        duplicate |= std::mem::replace(&mut seen[n], true);
-        let value = fields.value_span()?;
-        peek.present[n] = value != b"null";
-        if n == 4 {
-            usage = Some(value);
+    match serde_json::from_slice::<Peek<'_>>(body) {
+        Ok(p) => Ok(AnswerPeek {
+            present: [
+                p.id.is_some(),
+                p.object.is_some(),
+                p.created.is_some(),
+                p.model.is_some(),
+                p.usage.is_some_and(|u| u.get() != "null"),
+            ],
+            usage: p.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
+            object: true,
+        }),
+        // An object that repeats a field: valid JSON, passed on as it is.
+        Err(e) if e.is_data() => {
+            serde_json::from_slice::<IgnoredAny>(body).map(|_| AnswerPeek::default())
         }
+        Err(e) => Err(e),
     }
-    s.end()?;
-    if duplicate {
-        // An object that repeats one of these fields: valid JSON, passed on as it is.
-        return Ok(AnswerPeek::default());
-    }
-    peek.usage = usage.and_then(|u| serde_json::from_slice(u).ok());
-    Ok(peek)
 }
 
 /// Adds what some engines leave out of an OpenAI answer (llama.cpp omits `created` in places,
