@@ -10,6 +10,8 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::error::ApiError;
@@ -178,8 +180,8 @@ pub async fn json_request(
         .get_non_null("model")
         .and_then(|m| json::string("model", m).ok());
     let model = match body_model.as_deref() {
-        Some(m) if m == target.model => None,
-        _ => Some(target.model.as_str()),
+        Some(m) if *m == *target.model => None,
+        _ => Some(&*target.model),
     };
     let mut edits: Vec<(&str, String)> = match op {
         Op::Chat => adapt::chat(&parsed, engine)?,
@@ -253,7 +255,7 @@ pub async fn json_request(
             operation: op.genai_name(),
             upstream_wait: sent_at.elapsed(),
             usage,
-            upstream: target.upstream.name.clone(),
+            upstream: Arc::clone(&target.upstream.name),
         });
     Ok(response)
 }
@@ -281,7 +283,7 @@ pub async fn resolve(
             // One engine: the model name is the engine's business (many ignore it).
             Err(ApiError::DeploymentNotFound { .. }) if pool.upstreams().len() == 1 => {
                 let mut t = pool.only().await?;
-                t.model = name.into_owned();
+                t.model = Arc::from(name.as_ref());
                 t.deployment = t.model.clone();
                 t.model_type = None;
                 Ok(t)

@@ -45,7 +45,7 @@ pub async fn create(
     let target = proxy::resolve(state, surface, None, &parsed).await?;
     let engine = target.upstream.engine().await;
     if engine.capabilities().responses {
-        let model = prepare::lacks_model(&parsed).then_some(target.model.as_str());
+        let model = prepare::lacks_model(&parsed).then_some(&*target.model);
         let out = prepare::finish(&bytes, parsed, false, model, &[]);
         let answer = target
             .upstream
@@ -68,7 +68,7 @@ pub async fn create(
         None => None,
     };
     let mut plan = responses::to_chat(&bytes, &target.model, history.as_deref())?;
-    plan.settings["model"] = Value::from(target.deployment.as_str());
+    plan.settings["model"] = Value::from(&*target.deployment);
     let store = state.responses.clone().filter(|_| plan.wants_store());
     if store.is_none() {
         plan.settings["store"] = Value::Bool(false);

@@ -130,7 +130,7 @@ pub async fn models(State(state): State<AppState>, uri: Uri) -> Result<Json<Valu
         .iter()
         .map(|l| {
             json!({
-                "id": l.deployment,
+                "id": &*l.deployment,
                 "object": "model",
                 "created": 0,
                 "owned_by": l.owned_by.clone().unwrap_or_else(|| "system".into()),

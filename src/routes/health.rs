@@ -39,7 +39,7 @@ pub async fn ready(
         .pool
         .upstreams()
         .iter()
-        .filter(|u| only.as_deref().is_none_or(|n| n == u.name))
+        .filter(|u| only.as_deref().is_none_or(|n| n == &*u.name))
         .collect();
     if chosen.is_empty() {
         return Err(ApiError::NotReady {
@@ -58,7 +58,7 @@ pub async fn ready(
             Err(e) => return Err(e),
         };
         upstreams.push(json!({
-            "name": upstream.name,
+            "name": &*upstream.name,
             "engine": d.engine.name(),
             "models": d.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
         }));
@@ -93,7 +93,7 @@ pub fn render_metrics(state: &AppState) -> String {
         for replica in upstream.replicas() {
             m.replica_healthy
                 .get_or_create(&crate::metrics::ReplicaLabels {
-                    upstream: upstream.name.clone(),
+                    upstream: upstream.name.to_string(),
                     replica: replica.base.clone(),
                 })
                 .set(i64::from(replica.is_healthy()));

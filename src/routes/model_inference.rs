@@ -86,11 +86,11 @@ pub async fn info(State(state): State<AppState>, uri: Uri) -> Result<Json<ModelI
         .and_then(|l| l.owned_by.clone());
     let engine = target.upstream.engine().await;
     let model = info::EngineModel {
-        id: target.model.clone(),
+        id: target.model.to_string(),
         owned_by,
     };
     Ok(Json(ModelInfo {
-        model_name: target.deployment.clone(),
+        model_name: target.deployment.to_string(),
         model_type: match model_type {
             ModelType::ChatCompletion => ModelType::ChatCompletion,
             ModelType::Embeddings => ModelType::Embeddings,

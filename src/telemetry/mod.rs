@@ -70,7 +70,7 @@ pub fn init(format: LogFormat) -> Option<sink::SinkGuard> {
 #[derive(Debug, Clone)]
 pub struct Forwarded {
     /// The deployment the request went to.
-    pub deployment: String,
+    pub deployment: Arc<str>,
     /// The GenAI operation name (`chat`, `text_completion`, `embeddings`, `responses`).
     pub operation: &'static str,
     /// Time spent waiting on the engine before the answer could start.
@@ -78,7 +78,7 @@ pub struct Forwarded {
     /// Token counts of a complete (non-streamed) answer.
     pub usage: Option<Usage>,
     /// The upstream (by its configured name) that answered.
-    pub upstream: String,
+    pub upstream: Arc<str>,
 }
 
 /// Request ids, metrics, and one log line per request, written when its answer ends.
@@ -230,12 +230,12 @@ struct Finish {
     id: Option<HeaderValue>,
     route: Route,
     api: &'static str,
-    deployment: String,
+    deployment: Arc<str>,
     status: u16,
     /// The stream histograms, found at the first chunk.
     stream: Option<StreamHandles>,
     operation: Option<&'static str>,
-    upstream: String,
+    upstream: Arc<str>,
     usage: Option<Usage>,
     method: axum::http::Method,
     path: String,

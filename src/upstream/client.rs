@@ -207,7 +207,7 @@ pub struct Answer {
 #[derive(Debug)]
 pub struct Upstream {
     /// The name from the configuration.
-    pub name: String,
+    pub name: Arc<str>,
     /// Forwards client requests (the hot path).
     data: DataClient,
     /// The proxy's own calls to the engine: discovery, health checks, readiness.
@@ -253,7 +253,7 @@ impl Upstream {
             None => None,
         };
         Ok(Upstream {
-            name: upstream.name.clone(),
+            name: Arc::from(upstream.name.as_str()),
             data,
             client,
             replicas: upstream

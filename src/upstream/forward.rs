@@ -71,7 +71,7 @@ pub struct RelayJson {
     /// Make the usage chunk the engine will not send, with the prompt count being asked for.
     pub usage_fill: Option<PromptCount>,
     /// Report this model name (the deployment's) instead of the engine's.
-    pub report_model: Option<String>,
+    pub report_model: Option<std::sync::Arc<str>>,
     /// The OpenAI `object` of a complete answer (`chat.completion`, `text_completion`, `list`):
     /// fields some engines leave out are completed. `None`: the answer is left as it is.
     pub object: Option<&'static str>,
@@ -119,7 +119,7 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
         if let (Some(model), Some(obj)) = (&options.report_model, value.as_object_mut()) {
             if obj.contains_key("model") {
-                obj.insert("model".into(), serde_json::Value::from(model.as_str()));
+                obj.insert("model".into(), serde_json::Value::from(&**model));
             }
         }
         if let (Some(object), Some(obj)) = (options.object, value.as_object_mut()) {

@@ -13,10 +13,10 @@ use crate::upstream::client::{Discovery, Upstream};
 #[derive(Debug, Clone)]
 pub struct Target {
     pub upstream: Arc<Upstream>,
-    /// The deployment name clients used.
-    pub deployment: String,
+    /// The deployment name clients used (shared: a request clones it, never copies it).
+    pub deployment: Arc<str>,
     /// The model name the engine knows.
-    pub model: String,
+    pub model: Arc<str>,
     /// The model's type, when declared or already learned.
     pub model_type: Option<ModelType>,
 }
@@ -24,8 +24,8 @@ pub struct Target {
 /// A deployment as listed by the model routes.
 #[derive(Debug, Clone)]
 pub struct Listed {
-    pub deployment: String,
-    pub model: String,
+    pub deployment: Arc<str>,
+    pub model: Arc<str>,
     pub upstream: Arc<Upstream>,
     pub owned_by: Option<String>,
 }
@@ -66,8 +66,8 @@ impl Pool {
                     .filter_map(|d| {
                         let upstream = upstreams.get(d.upstream)?;
                         Some(Listed {
-                            deployment: d.name.clone(),
-                            model: d.model.clone(),
+                            deployment: Arc::from(d.name.as_str()),
+                            model: Arc::from(d.model.as_str()),
                             upstream: Arc::clone(upstream),
                             owned_by: None,
                         })
@@ -134,16 +134,16 @@ impl Pool {
                 if out.is_empty() {
                     if let Some(alias) = self.alias.as_ref().filter(|a| **a != m.id) {
                         out.push(Listed {
-                            deployment: alias.clone(),
-                            model: m.id.clone(),
+                            deployment: Arc::from(alias.as_str()),
+                            model: Arc::from(m.id.as_str()),
                             upstream: Arc::clone(upstream),
                             owned_by: m.owned_by.clone(),
                         });
                     }
                 }
                 out.push(Listed {
-                    deployment: m.id.clone(),
-                    model: m.id.clone(),
+                    deployment: Arc::from(m.id.as_str()),
+                    model: Arc::from(m.id.as_str()),
                     upstream: Arc::clone(upstream),
                     owned_by: m.owned_by.clone(),
                 });
@@ -162,7 +162,7 @@ impl Pool {
     }
 
     fn target(&self, listed: &Listed) -> Target {
-        let declared = self.declared.iter().find(|d| d.name == listed.deployment);
+        let declared = self.declared.iter().find(|d| *d.name == *listed.deployment);
         Target {
             upstream: Arc::clone(&listed.upstream),
             deployment: listed.deployment.clone(),
@@ -179,7 +179,7 @@ impl Pool {
         let listed = self.list().await?;
         listed
             .iter()
-            .find(|l| l.deployment == name)
+            .find(|l| &*l.deployment == name)
             .map(|l| self.target(l))
             .ok_or_else(|| ApiError::DeploymentNotFound {
                 deployment: name.to_owned(),
