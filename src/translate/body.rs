@@ -29,7 +29,26 @@ impl<'a> JsonBody<'a> {
                 "The request body is empty; a JSON object is required.",
             ));
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::parse_str(text),
+            // Not UTF-8: serde_json's reading of the bytes says where, in its usual words.
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                Self::read(&mut de)
+            }
+        }
+    }
+
+    /// Like `parse`, for text already known to be UTF-8 (a nested raw value): values are
+    /// borrowed without checking their UTF-8 again, which reading from bytes does for each one.
+    pub fn parse_str(text: &'a str) -> Result<Self, ApiError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        Self::read(&mut de)
+    }
+
+    fn read<R: serde_json::de::Read<'a>>(
+        de: &mut serde_json::Deserializer<R>,
+    ) -> Result<Self, ApiError> {
         let fields = de
             .deserialize_any(FieldsVisitor)
             .and_then(|f| de.end().map(|()| f))

@@ -150,7 +150,7 @@ pub fn object<'a>(
     raw: &'a RawValue,
 ) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>, ApiError> {
     expect_kind(path, raw, &[Kind::Object])?;
-    let map = crate::translate::body::JsonBody::parse(raw.get().as_bytes())
+    let map = crate::translate::body::JsonBody::parse_str(raw.get())
         .map_err(|_| wrong_kind(path, "an object", raw))?;
     Ok(map.into_fields())
 }
