@@ -131,7 +131,10 @@ impl AccessLine<'_> {
             millis(out, self.elapsed);
         }
         out.push_str(" request_id=");
-        text_value(out, &String::from_utf8_lossy(self.request_id));
+        match std::str::from_utf8(self.request_id) {
+            Ok(id) => text_value(out, id),
+            Err(_) => text_value(out, &String::from_utf8_lossy(self.request_id)),
+        }
     }
 
     fn json(&self, out: &mut String) {
@@ -185,9 +188,13 @@ impl AccessLine<'_> {
 /// A value in a text line: as is when it is one plain word, else quoted and escaped, so a
 /// client-chosen value (a deployment name) cannot forge fields or lines.
 fn text_value(out: &mut String, v: &str) {
+    // Byte by byte for the usual ASCII value; characters only when there are others.
+    let plain_byte = |b: &u8| b.is_ascii_graphic() && *b != b'"' && *b != b'\\';
     let plain = !v.is_empty()
-        && v.chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\\');
+        && (v.as_bytes().iter().all(plain_byte)
+            || (!v.is_ascii()
+                && v.chars()
+                    .all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\\')));
     if plain {
         out.push_str(v);
     } else {
@@ -384,6 +391,25 @@ mod tests {
             "a client's value cannot start a new line"
         );
         assert!(line(false, false).ends_with(" status=200 ms=12.345 request_id=id-1\n"));
+    }
+
+    #[test]
+    fn text_values_are_quoted_unless_plain() {
+        for (v, plain) in [
+            ("gpt-4o", true),
+            ("café", true),
+            ("a b", false),
+            ("a\u{2003}b", false),
+            ("\u{85}", false),
+            ("x\"", false),
+            ("\\", false),
+            ("", false),
+        ] {
+            let mut out = String::new();
+            text_value(&mut out, v);
+            assert_eq!(out == v, plain, "{v:?} -> {out}");
+            assert!(!out.contains('\n') && !out.contains('\u{2003}'), "{out}");
+        }
     }
 
     #[test]
