@@ -10,7 +10,6 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 /// Limits on what a client may send before its request reaches the router.
@@ -62,7 +61,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let service = TowerToHyperService::new(app.clone());
+                    let service = app.clone();
                     // No upgrades: the API has none, and an upgradeable connection is one more layer
                     // on every read and write (about 0.4 us of CPU per request, bench/run.sh).
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();

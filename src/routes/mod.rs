@@ -98,32 +98,25 @@ pub struct App {
     router: Router,
 }
 
-impl<B> tower::Service<http::Request<B>> for App
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = futures_util::future::Either<
-        Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
-        <Router as tower::Service<http::Request<B>>>::Future,
-    >;
+/// The future of one request through `App`: boxed on both ways, so that what hyper holds and
+/// moves is a pointer (the router's own future is about as large as a request's state).
+pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        use futures_util::future::Either;
+impl App {
+    fn dispatch<B>(&self, request: http::Request<B>) -> AppFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let found = (request.method() == Method::POST)
             .then(|| operations::find(request.uri().path()))
             .flatten();
         let Some((operation, _)) = found else {
-            return Either::Right(self.router.call(request));
+            // A router clone is one reference count.
+            return Box::pin(tower::Service::call(&mut self.router.clone(), request));
         };
         let state = self.state.clone();
-        Either::Left(Box::pin(async move {
+        Box::pin(async move {
             let request = request.map(Body::new);
             let route = crate::telemetry::Route::Static(operation.route);
             let state = &state;
@@ -131,7 +124,42 @@ where
                 operations::serve(state, operation, request).await
             })
             .await)
-        }))
+        })
+    }
+}
+
+/// What the server runs on each connection: hyper calls `App` directly (no tower adapter, so
+/// no service clone and hand-over state machine per request).
+impl<B> hyper::service::Service<http::Request<B>> for App
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AppFuture;
+
+    fn call(&self, request: http::Request<B>) -> Self::Future {
+        self.dispatch(request)
+    }
+}
+
+/// `App` as a tower service, for callers that compose tower layers around it.
+impl<B> tower::Service<http::Request<B>> for App
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AppFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.dispatch(request)
     }
 }
 
