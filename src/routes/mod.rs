@@ -10,7 +10,6 @@ pub mod operations;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
@@ -140,25 +139,6 @@ where
     type Future = AppFuture;
 
     fn call(&self, request: http::Request<B>) -> Self::Future {
-        self.dispatch(request)
-    }
-}
-
-/// `App` as a tower service, for callers that compose tower layers around it.
-impl<B> tower::Service<http::Request<B>> for App
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = AppFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         self.dispatch(request)
     }
 }
