@@ -63,7 +63,7 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     let service = app.clone();
                     // No upgrades: the API has none, and an upgradeable connection is one more layer
-                    // on every read and write (about 0.4 us of CPU per request, bench/run.sh).
+                    // on every read and write (about 0.4 us of CPU per request under wrk, docs/benchmarks.md).
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
