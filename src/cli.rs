@@ -146,6 +146,10 @@ pub struct Args {
     #[arg(long, env = "AOP_HEADER_READ_TIMEOUT", default_value_t = 30.0)]
     pub header_read_timeout: f64,
 
+    /// Seconds an idle kept-alive client connection stays open between requests.
+    #[arg(long, env = "AOP_KEEP_ALIVE_TIMEOUT", default_value_t = 240.0)]
+    pub keep_alive_timeout: f64,
+
     /// Seconds a client has to send its whole request body.
     #[arg(long, env = "AOP_BODY_READ_TIMEOUT", default_value_t = 60.0)]
     pub body_read_timeout: f64,

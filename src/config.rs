@@ -72,6 +72,8 @@ pub struct Config {
     pub max_queued_requests: usize,
     pub queue_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// Longest idle time of a kept-alive client connection between requests.
+    pub keep_alive_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_headers: usize,
     pub max_header_bytes: usize,
@@ -235,6 +237,7 @@ impl Config {
             max_queued_requests: args.max_queued_requests,
             queue_timeout: seconds("--queue-timeout", args.queue_timeout)?,
             header_read_timeout: seconds("--header-read-timeout", args.header_read_timeout)?,
+            keep_alive_timeout: seconds("--keep-alive-timeout", args.keep_alive_timeout)?,
             body_read_timeout: seconds("--body-read-timeout", args.body_read_timeout)?,
             max_headers: range("--max-headers", args.max_headers, 16, 10_000)?,
             max_header_bytes: range(

@@ -68,6 +68,18 @@ pub enum ApiError {
     /// The client took too long to send its request body.
     #[error("The request body was not received within {seconds} seconds.")]
     RequestTimeout { seconds: u64 },
+    /// The client took too long to send its request line and headers (`--header-read-timeout`).
+    #[error("The request headers were not received within {seconds} seconds.")]
+    HeadTimeout { seconds: u64 },
+    /// The request is not valid HTTP/1.1 (bad request line, header, framing or chunk).
+    #[error("The request is not valid HTTP/1.1: {detail}")]
+    MalformedHttp { detail: &'static str },
+    /// The request head is over `--max-header-bytes` or has more than `--max-headers` headers.
+    #[error("The request headers are too large: at most {max_headers} headers and {max_bytes} bytes are accepted.")]
+    HeadersTooLarge {
+        max_headers: usize,
+        max_bytes: usize,
+    },
     /// The proxy is at `--max-concurrent-requests` and its queue is full (or the wait ran out).
     #[error("Too many requests: {in_flight} are being served and the queue is full. Please retry after 1 second.")]
     TooManyRequests { in_flight: usize },
@@ -109,6 +121,7 @@ pub const PROXY_CODES: &[&str] = &[
     "MethodNotAllowed",
     "RequestEntityTooLarge",
     "RequestTimeout",
+    "RequestHeaderFieldsTooLarge",
     "429",
     "UpstreamUnreachable",
     "UpstreamTimeout",
@@ -141,6 +154,7 @@ impl ApiError {
             | ApiError::InvalidExtraParametersHeader { .. }
             | ApiError::ExtraParametersNotAllowed { .. }
             | ApiError::InvalidRequest { .. }
+            | ApiError::MalformedHttp { .. }
             | ApiError::ApiVersionNotSupported
             | ApiError::OperationNotSupported { .. } => StatusCode::BAD_REQUEST,
             ApiError::DeploymentNotFound { .. } => StatusCode::NOT_FOUND,
@@ -151,7 +165,10 @@ impl ApiError {
             | ApiError::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RequestTimeout { .. } | ApiError::HeadTimeout { .. } => {
+                StatusCode::REQUEST_TIMEOUT
+            }
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalidResponse { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -180,7 +197,9 @@ impl ApiError {
             ApiError::ResponseNotFound { .. } => "NotFound",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::PayloadTooLarge { .. } => "RequestEntityTooLarge",
-            ApiError::RequestTimeout { .. } => "RequestTimeout",
+            ApiError::RequestTimeout { .. } | ApiError::HeadTimeout { .. } => "RequestTimeout",
+            ApiError::MalformedHttp { .. } => "BadRequest",
+            ApiError::HeadersTooLarge { .. } => "RequestHeaderFieldsTooLarge",
             ApiError::TooManyRequests { .. } => "429",
             ApiError::UpstreamUnreachable { .. } => "UpstreamUnreachable",
             ApiError::UpstreamTimeout { .. } => "UpstreamTimeout",

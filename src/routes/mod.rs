@@ -102,6 +102,15 @@ pub struct App {
 pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl App {
+    /// Runs one request (what the server's connection loops call).
+    pub fn call_boxed<B>(&self, request: http::Request<B>) -> AppFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        self.dispatch(request)
+    }
+
     fn dispatch<B>(&self, request: http::Request<B>) -> AppFuture
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
