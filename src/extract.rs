@@ -7,6 +7,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, Uri};
 use bytes::Bytes;
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -25,17 +27,30 @@ impl<'a> AzureQuery<'a> {
     /// Reads the query string; unknown parameters are ignored, as Azure does.
     pub fn from_uri(uri: &'a Uri) -> Self {
         let mut q = AzureQuery::default();
-        if let Some(query) = uri.query() {
-            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-                match k.as_ref() {
-                    "api-version" => q.api_version = Some(v),
-                    "model" => q.model = Some(v),
-                    _ => {}
-                }
+        for (k, v) in pairs(uri.query().unwrap_or_default()) {
+            match k.as_ref() {
+                "api-version" => q.api_version = Some(v),
+                "model" => q.model = Some(v),
+                _ => {}
             }
         }
         q
     }
+}
+
+/// The query's `name=value` pairs as `application/x-www-form-urlencoded` reads them (the last
+/// of a repeated name wins in `from_uri`). A pair without `%` or `+` is borrowed as it is,
+/// which is nearly every pair; only the others go through the decoder.
+fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        if pair.bytes().any(|b| b == b'%' || b == b'+') {
+            if let Some(decoded) = form_urlencoded::parse(pair.as_bytes()).next() {
+                return decoded;
+            }
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (Cow::Borrowed(k), Cow::Borrowed(v))
+    })
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with a 413 and a client slower than
@@ -63,16 +78,32 @@ pub async fn body_bytes(headers: &HeaderMap, body: Body, limit: usize) -> Result
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut source: Option<&dyn std::error::Error> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return ApiError::PayloadTooLarge { limit };
-            }
-            source = s.source();
+    let unreadable =
+        |e: axum::Error| ApiError::invalid(format!("The request body could not be read: {e}"));
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let mut body = body;
+    // Most bodies are one frame: returned as they are, without a collecting buffer.
+    let first = match body.frame().await {
+        None => return Ok(Bytes::new()),
+        Some(frame) => frame.map_err(unreadable)?.into_data().unwrap_or_default(),
+    };
+    if first.len() > limit {
+        return Err(too_large());
+    }
+    if body.is_end_stream() {
+        return Ok(first);
+    }
+    let mut whole = bytes::BytesMut::from(first);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else {
+            continue; // trailers
+        };
+        if whole.len() + data.len() > limit {
+            return Err(too_large());
         }
-        ApiError::invalid(format!("The request body could not be read: {e}"))
-    })
+        whole.extend_from_slice(&data);
+    }
+    Ok(whole.freeze())
 }
 
 /// Routes reachable without a key: the platform's probes.
@@ -115,6 +146,17 @@ fn matches_any(presented: &[u8], keys: &[String]) -> bool {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    proptest::proptest! {
+        #[test]
+        fn query_pairs_read_as_the_form_decoder_reads_them(
+            query in "([a-z%+=&2-4A-F-]{0,12}){0,4}",
+        ) {
+            let ours: Vec<_> = pairs(&query).collect();
+            let theirs: Vec<_> = form_urlencoded::parse(query.as_bytes()).collect();
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+    }
 
     #[test]
     fn query_parsing() {
