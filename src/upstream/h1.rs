@@ -41,6 +41,15 @@ const KEPT: [HeaderName; 5] = [
     RETRY_AFTER,
 ];
 
+/// The kept header a name is, if any.
+fn kept(name: &str) -> Option<HeaderName> {
+    KEPT.into_iter()
+        .find(|k| k.as_str().len() == name.len() && name.eq_ignore_ascii_case(k.as_str()))
+}
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most response headers accepted.
@@ -372,17 +381,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
         let mut chunked = false;
         let mut close = version == Version::HTTP_10;
         for h in parsed.headers.iter() {
-            let Some(name) = KEPT
-                .iter()
-                .find(|k| h.name.eq_ignore_ascii_case(k.as_str()))
-            else {
+            // Told apart by length first: most of an answer's headers are none of these.
+            let Some(name) = kept(h.name) else {
                 continue;
             };
-            let name = name.clone();
             if name == CONTENT_TYPE {
                 let value = match h.value {
-                    b"application/json" => HeaderValue::from_static("application/json"),
-                    b"text/event-stream" => HeaderValue::from_static("text/event-stream"),
+                    b"application/json" => JSON,
+                    b"text/event-stream" => EVENT_STREAM,
                     other => HeaderValue::from_bytes(other)
                         .map_err(|_| H1Error::Invalid("value of header content-type".into()))?,
                 };
