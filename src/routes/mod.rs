@@ -124,7 +124,7 @@ impl App {
             return Box::pin(tower::Service::call(&mut self.router.clone(), request));
         };
         let state = self.state.clone();
-        Box::pin(async move {
+        boxed_in_place(move || async move {
             let request = request.map(Body::new);
             let route = crate::telemetry::Route::Static(operation.route);
             let state = &state;
@@ -134,6 +134,19 @@ impl App {
             .await)
         })
     }
+}
+
+/// Boxes the future `make` returns, built in its allocation: a request's future is several
+/// kilobytes (every state it can be in), and `Box::pin(future)` copied all of it from the stack
+/// into the box on every request.
+fn boxed_in_place<F, M>(make: M) -> AppFuture
+where
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+    M: FnOnce() -> F,
+{
+    let slot = Box::<F>::new_uninit();
+    let future: Box<F> = Box::write(slot, make());
+    Box::into_pin(future)
 }
 
 /// What the server runs on each connection: hyper calls `App` directly (no tower adapter, so
