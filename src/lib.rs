@@ -22,6 +22,7 @@ pub mod state;
 pub mod telemetry;
 pub mod translate;
 pub mod upstream;
+pub mod wire;
 
 pub use routes::app;
 

@@ -43,6 +43,7 @@ use super::body::{Mailbox, RequestBody};
 use super::Limits;
 use crate::error::ApiError;
 use crate::routes::App;
+use crate::wire::{decimal, has_token, hex};
 
 /// What a client sends first on an HTTP/2 connection with prior knowledge.
 pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -568,7 +569,11 @@ impl Connection {
         let mut keep_alive = exchange.keep_alive
             && !draining
             && matches!(reading, Reading::Done)
-            && !has_token(&parts.headers, b"close");
+            && !parts
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .any(|v| has_token(v.as_bytes(), b"close"));
         let framing = if no_body {
             Framing::None
         } else if let Some(n) = body.size_hint().exact() {
@@ -615,7 +620,7 @@ impl Connection {
         match framing {
             Framing::Length(n) if !exchange.head_only => {
                 w.extend_from_slice(b"content-length: ");
-                push_decimal(w, n);
+                w.extend_from_slice(decimal(n, &mut [0; 20]));
                 w.extend_from_slice(b"\r\n");
             }
             Framing::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -686,7 +691,8 @@ impl Connection {
     /// from its own buffer when large.
     async fn push_data(&mut self, data: Bytes, chunked: bool) -> Result<(), Gone> {
         if chunked {
-            push_hex(&mut self.wbuf, data.len());
+            self.wbuf
+                .extend_from_slice(hex(data.len() as u64, &mut [0; 16]));
             self.wbuf.extend_from_slice(b"\r\n");
         }
         if data.len() < COPY_LIMIT {
@@ -775,14 +781,6 @@ fn content_length(v: &[u8]) -> Option<u64> {
     Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-fn has_token(headers: &HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
-}
-
 /// Makes room for a read of at least `space` bytes. `BytesMut` reuses its allocation in place
 /// once the slices cut from it (earlier heads and bodies) are gone.
 fn reserve(buf: &mut BytesMut, space: usize) {
@@ -830,35 +828,6 @@ async fn write_all_vectored(io: &mut TcpStream, parts: &mut [&[u8]; 3]) -> Resul
             n -= k;
         }
     }
-}
-
-fn push_hex(w: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    w.extend_from_slice(&digits[i..]);
-}
-
-/// Appends `n` in decimal, without the formatting machinery.
-fn push_decimal(w: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    w.extend_from_slice(&digits[i..]);
 }
 
 /// Appends the current time as an HTTP date, formatted once per second per thread.
@@ -1083,20 +1052,6 @@ mod tests {
             b"99999999999999999999",
         ] {
             assert_eq!(content_length(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn hex_and_decimal_digits() {
-        for n in [0usize, 1, 15, 16, 255, 4096, usize::MAX] {
-            let mut w = Vec::new();
-            push_hex(&mut w, n);
-            assert_eq!(String::from_utf8(w).unwrap(), format!("{n:x}"));
-        }
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
-            let mut w = Vec::new();
-            push_decimal(&mut w, n);
-            assert_eq!(String::from_utf8(w).unwrap(), n.to_string());
         }
     }
 }

@@ -221,19 +221,11 @@ fn json_str(out: &mut String, v: &str) {
 
 /// `v` in decimal, zero-padded to `width` digits (without `fmt` machinery: this runs for every
 /// request).
-fn uint(out: &mut String, mut v: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let start = start.min(digits.len().saturating_sub(width));
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+fn uint(out: &mut String, v: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let digits = crate::wire::decimal(v, &mut buf);
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+    out.extend(digits.iter().map(|&d| char::from(d)));
 }
 
 /// A duration in milliseconds with three decimals (microseconds, truncated).

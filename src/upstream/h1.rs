@@ -31,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::upstream::client::DataHeaders;
+use crate::wire::{decimal, has_token};
 
 /// The answer headers read: framing, and what the proxy relays or acts on.
 const KEPT: [HeaderName; 5] = [
@@ -171,7 +172,7 @@ impl H1Pool {
         }
         head.extend_from_slice(b"\r\ncontent-length: ");
         let mut digits = [0u8; 20];
-        head.extend_from_slice(decimal(body.len(), &mut digits));
+        head.extend_from_slice(decimal(body.len() as u64, &mut digits));
         head.extend_from_slice(b"\r\n\r\n");
         if inline {
             head.extend_from_slice(body);
@@ -444,25 +445,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
         };
         return Ok(Some((head, start + used)));
     }
-}
-
-/// `n` in decimal, written into `buf`.
-fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// How the body's end is known.
@@ -766,14 +748,6 @@ mod tests {
         }
         let (data, ended) = decode_all(b"3\r\nabc\r\n", 2).unwrap();
         assert_eq!((data.as_slice(), ended), (&b"abc"[..], false));
-    }
-
-    #[test]
-    fn lengths_are_written_in_decimal() {
-        let mut buf = [0u8; 20];
-        for n in [0, 7, 10, 4096, 123_456_789, usize::MAX] {
-            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
-        }
     }
 
     #[test]
