@@ -115,20 +115,25 @@ p("")
 p(f"### Streaming against an upstream sending one event every 10 ms "
   f"({R.get('streams')} streams of 6 events, one at a time; µs)")
 p("")
-p("| measure | direct | nginx | ours | no-op relay | ours/nginx | added by nginx | added by ours "
-  "| added by the relay | ours − relay |")
-p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for label, k in (
+
+def stream_table(rows, suffix=""):
+    p("| measure | direct | nginx | ours | no-op relay | ours/nginx | added by nginx | added by ours "
+      "| added by the relay | ours − relay |")
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, k in rows:
+        d, n, o, r = (num(f"{k}_{t}{suffix}") for t in ("direct", "nginx", "ours", "relay"))
+        p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {fmt(r)} | {ratio(o, n)} | {diff(n, d)} "
+          f"| {diff(o, d)} | {diff(r, d)} | {diff(o, r)} |")
+
+
+stream_table((
     ("time to first token, p50", "ttft_p50"),
     ("time to first token, p99", "ttft_p99"),
     ("chunk delivery (upstream write → client read), p50", "chunk_p50"),
     ("chunk delivery, p99", "chunk_p99"),
     ("gap between chunks, p50 (nominal 10,000)", "gap_p50"),
     ("gap between chunks, p99", "gap_p99"),
-):
-    d, n, o, r = (num(f"{k}_{t}") for t in ("direct", "nginx", "ours", "relay"))
-    p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {fmt(r)} | {ratio(o, n)} | {diff(n, d)} "
-      f"| {diff(o, d)} | {diff(r, d)} | {diff(o, r)} |")
+))
 p(f"| failed streams | {R.get('stream_err_direct')} | {R.get('stream_err_nginx')} "
   f"| {R.get('stream_err_ours')} | {R.get('stream_err_relay')} | | | | | |")
 p("")
@@ -137,18 +142,12 @@ if R.get("idle_poll") == "1":
     p("The same streams again, with idle CPUs polling for up to 200 µs before they halt "
       "(haltpoll `guest_halt_poll_ns` 200000, the kernel's default; this machine runs with 0):")
     p("")
-    p("| measure | direct | nginx | ours | no-op relay | ours/nginx | added by nginx | added by ours "
-      "| added by the relay | ours − relay |")
-    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, k in (
+    stream_table((
         ("time to first token, p50", "ttft_p50"),
         ("time to first token, p99", "ttft_p99"),
         ("chunk delivery, p50", "chunk_p50"),
         ("chunk delivery, p99", "chunk_p99"),
-    ):
-        d, n, o, r = (num(f"{k}_{t}_poll") for t in ("direct", "nginx", "ours", "relay"))
-        p(f"| {label} | {fmt(d)} | {fmt(n)} | {fmt(o)} | {fmt(r)} | {ratio(o, n)} | {diff(n, d)} "
-          f"| {diff(o, d)} | {diff(r, d)} | {diff(o, r)} |")
+    ), "_poll")
     p("")
 
 p("### Memory (VmRSS)")
