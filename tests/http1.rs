@@ -455,6 +455,48 @@ async fn http2_with_prior_knowledge_is_served_beside_http1() {
     assert_eq!(body["choices"][0]["message"]["content"], "Hello there");
 }
 
+#[tokio::test]
+async fn shutdown_closes_idle_connections_at_once_and_busy_ones_after_their_answer() {
+    let mock = Mock::start(Behaviour {
+        chat: Reply::Stream {
+            chunks: vec![chunk("one"), "data: [DONE]\n\n".into()],
+            gate: Some(1),
+        },
+        ..Behaviour::default()
+    })
+    .await;
+    let mut proxy = Proxy::before(&mock, &["--shutdown-timeout", "10"]).await;
+    let mut idle = Client::connect(&proxy).await;
+    idle.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(idle.answer().await.status, 200);
+    let mut busy = Client::connect(&proxy).await;
+    busy.send(
+        chat_post(
+            "",
+            r#"{"messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
+        )
+        .as_bytes(),
+    )
+    .await;
+    // The stream's head and first event, then it waits at the gate.
+    assert_eq!(busy.line().await, "HTTP/1.1 200 OK");
+    proxy.shutdown();
+    assert!(
+        idle.closed_within(Duration::from_secs(2)).await,
+        "an idle kept-alive connection stays open after shutdown"
+    );
+    mock.release();
+    // The stream ends whole, then the connection closes (its head went out before shutdown,
+    // so the close is the end of the connection, not a `connection: close`).
+    while busy.fill().await {}
+    let text = String::from_utf8_lossy(&busy.buf);
+    assert!(text.contains("data: [DONE]"), "{text}");
+    tokio::time::timeout(Duration::from_secs(5), proxy.done.take().unwrap())
+        .await
+        .expect("the server exits once the stream is done")
+        .unwrap();
+}
+
 /// Requests the fuzz test below mutates (each asks to close after its answer, so that a case
 /// ends when the proxy closes rather than when the client gives up waiting).
 const TEMPLATES: &[&str] = &[
