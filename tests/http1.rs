@@ -188,8 +188,8 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let missing = c.answer().await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.azure_code(), "404");
-    // Still open for more.
-    c.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    // Still open for more, and an empty line before a request line is ignored.
+    c.send(b"\r\nGET /health HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert_eq!(c.answer().await.status, 200);
     assert_eq!(mock.received_on("/v1/chat/completions").len(), 1);
 }

@@ -232,6 +232,12 @@ impl Connection {
         let mut head_deadline = first.then(|| now + self.limits.header_read_timeout);
         let idle_deadline = now + self.limits.keep_alive_timeout;
         loop {
+            // Empty lines before a request line are ignored (RFC 9112, 2.2): some clients send
+            // a CRLF after a body.
+            while self.rbuf.starts_with(b"\n") || self.rbuf.starts_with(b"\r\n") {
+                let n = if self.rbuf[0] == b'\n' { 1 } else { 2 };
+                self.rbuf.advance(n);
+            }
             if !self.rbuf.is_empty() {
                 let n = self.rbuf.len().min(H2_PREFACE.len());
                 let preface = first && self.rbuf[..n] == H2_PREFACE[..n];
