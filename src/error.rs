@@ -67,10 +67,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     /// The client took too long to send its request body.
     #[error("The request body was not received within {seconds} seconds.")]
-    RequestTimeout { seconds: u64 },
+    RequestTimeout { seconds: f64 },
     /// The client took too long to send its request line and headers (`--header-read-timeout`).
     #[error("The request headers were not received within {seconds} seconds.")]
-    HeadTimeout { seconds: u64 },
+    HeadTimeout { seconds: f64 },
     /// The request is not valid HTTP/1.1 (bad request line, header, framing or chunk).
     #[error("The request is not valid HTTP/1.1: {detail}")]
     MalformedHttp { detail: &'static str },

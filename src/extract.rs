@@ -64,7 +64,7 @@ pub async fn read_body(
     match tokio::time::timeout(timeout, body_bytes(headers, body, limit)).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::RequestTimeout {
-            seconds: timeout.as_secs(),
+            seconds: timeout.as_secs_f64(),
         }),
     }
 }

@@ -373,6 +373,23 @@ async fn oversized_heads_are_a_431_with_an_azure_body() {
 }
 
 #[tokio::test]
+async fn a_head_that_is_too_slow_is_a_408_naming_the_timeout() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &["--header-read-timeout", "0.3"]).await;
+    let mut c = Client::connect(&proxy).await;
+    c.send(b"GET /health HTTP/1.1\r\nhost: x\r\n").await;
+    let answer = c.answer().await;
+    assert_eq!(answer.status, 408);
+    assert_eq!(answer.azure_code(), "RequestTimeout");
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("within 0.3 seconds"), "{message}");
+    assert!(c.closed_within(Duration::from_secs(3)).await);
+}
+
+#[tokio::test]
 async fn idle_kept_alive_connections_close_after_the_keep_alive_timeout() {
     let mock = Mock::start(Behaviour::default()).await;
     let proxy = Proxy::before(&mock, &["--keep-alive-timeout", "0.3"]).await;

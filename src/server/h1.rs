@@ -271,7 +271,7 @@ impl Connection {
                         Ok(Head::Idle)
                     } else {
                         Err(HeadError::Refuse(ApiError::HeadTimeout {
-                            seconds: self.limits.header_read_timeout.as_secs(),
+                            seconds: self.limits.header_read_timeout.as_secs_f64(),
                         }))
                     };
                 }
