@@ -474,14 +474,7 @@ async fn http2_with_prior_knowledge_is_served_beside_http1() {
 
 #[tokio::test]
 async fn shutdown_closes_idle_connections_at_once_and_busy_ones_after_their_answer() {
-    let mock = Mock::start(Behaviour {
-        chat: Reply::Stream {
-            chunks: vec![chunk("one"), "data: [DONE]\n\n".into()],
-            gate: Some(1),
-        },
-        ..Behaviour::default()
-    })
-    .await;
+    let mock = Mock::start(Behaviour::held_stream()).await;
     let mut proxy = Proxy::before(&mock, &["--shutdown-timeout", "10"]).await;
     let mut idle = Client::connect(&proxy).await;
     idle.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await;

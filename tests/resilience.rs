@@ -93,14 +93,7 @@ async fn a_silent_stream_ends_with_an_error_event() {
 
 #[tokio::test]
 async fn concurrency_limit_queues_then_answers_429() {
-    let mock = Mock::start(Behaviour {
-        chat: Reply::Stream {
-            chunks: vec![chunk("one"), "data: [DONE]\n\n".into()],
-            gate: Some(1),
-        },
-        ..Behaviour::default()
-    })
-    .await;
+    let mock = Mock::start(Behaviour::held_stream()).await;
     let proxy = Proxy::before(
         &mock,
         &[

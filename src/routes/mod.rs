@@ -97,21 +97,14 @@ pub struct App {
     router: Router,
 }
 
-/// The future of one request through `App`: boxed on both ways, so that what hyper holds and
-/// moves is a pointer (the router's own future is about as large as a request's state).
+/// The future of one request through `App`: boxed on both ways, so that what a connection holds
+/// and moves is a pointer (the router's own future is about as large as a request's state).
 pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl App {
-    /// Runs one request (what the server's connection loops call).
+    /// Runs one request (what the HTTP/1 connection loop calls, and hyper's HTTP/2 server
+    /// through the `Service` impl below).
     pub fn call_boxed<B>(&self, request: http::Request<B>) -> AppFuture
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<axum::BoxError>,
-    {
-        self.dispatch(request)
-    }
-
-    fn dispatch<B>(&self, request: http::Request<B>) -> AppFuture
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
@@ -149,8 +142,8 @@ where
     Box::into_pin(future)
 }
 
-/// What the server runs on each connection: hyper calls `App` directly (no tower adapter, so
-/// no service clone and hand-over state machine per request).
+/// What hyper's HTTP/2 server runs on each connection: `App` itself (no tower adapter, so no
+/// service clone and hand-over state machine per request).
 impl<B> hyper::service::Service<http::Request<B>> for App
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -161,7 +154,7 @@ where
     type Future = AppFuture;
 
     fn call(&self, request: http::Request<B>) -> Self::Future {
-        self.dispatch(request)
+        self.call_boxed(request)
     }
 }
 

@@ -69,8 +69,14 @@ const MAX_CHUNK_LINE: usize = 4096;
 pub(super) enum Outcome {
     /// Closed (by either side, by a limit or by shutdown).
     Closed,
-    /// The client opened with the HTTP/2 preface: serve it as HTTP/2.
-    Http2 { io: TcpStream, read: Bytes },
+    /// The client opened with the HTTP/2 preface: serve it as HTTP/2, with the bytes read so
+    /// far, the same app and the same shutdown signal.
+    Http2 {
+        io: TcpStream,
+        read: Bytes,
+        app: App,
+        stop: watch::Receiver<bool>,
+    },
 }
 
 /// One accepted connection.
@@ -180,7 +186,12 @@ impl Connection {
                 Ok(Head::Idle) => return Outcome::Closed,
                 Ok(Head::Http2) => {
                     let read = self.rbuf.split().freeze();
-                    return Outcome::Http2 { io: self.io, read };
+                    return Outcome::Http2 {
+                        io: self.io,
+                        read,
+                        app: self.app,
+                        stop: self.stop,
+                    };
                 }
                 Err(HeadError::Gone) => return Outcome::Closed,
                 Err(HeadError::Refuse(e)) => {
@@ -439,6 +450,21 @@ impl Connection {
             }
             headers.append(name, value);
         }
+        // Only a client still holding its body back waits for the go-ahead.
+        let continue_left = if expect_continue && self.rbuf.is_empty() {
+            CONTINUE.len()
+        } else {
+            0
+        };
+        let streamed = |length, decoder| {
+            let (body, mailbox) = RequestBody::streamed(length);
+            let reading = Reading::Body {
+                mailbox,
+                decoder,
+                continue_left,
+            };
+            (body, reading)
+        };
         let (body, reading) = match framing {
             Framing::None | Framing::Length(0) => (RequestBody::empty(), Reading::Done),
             Framing::Length(n) if n <= self.rbuf.len() as u64 => {
@@ -446,32 +472,8 @@ impl Connection {
                 let body = self.rbuf.split_to(n as usize).freeze();
                 (RequestBody::whole(body), Reading::Done)
             }
-            Framing::Length(n) => {
-                let (body, mailbox) = RequestBody::streamed(Some(n));
-                let reading = Reading::Body {
-                    mailbox,
-                    decoder: Decoder::Length(n),
-                    continue_left: if expect_continue && self.rbuf.is_empty() {
-                        CONTINUE.len()
-                    } else {
-                        0
-                    },
-                };
-                (body, reading)
-            }
-            Framing::Chunked => {
-                let (body, mailbox) = RequestBody::streamed(None);
-                let reading = Reading::Body {
-                    mailbox,
-                    decoder: Decoder::Chunked(Chunked::Size),
-                    continue_left: if expect_continue && self.rbuf.is_empty() {
-                        CONTINUE.len()
-                    } else {
-                        0
-                    },
-                };
-                (body, reading)
-            }
+            Framing::Length(n) => streamed(Some(n), Decoder::Length(n)),
+            Framing::Chunked => streamed(None, Decoder::Chunked(Chunked::Size)),
         };
         let mut request = Request::new(body);
         *request.method_mut() = method;

@@ -73,12 +73,10 @@ pub async fn serve(
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
                     let conn = h1::Connection::new(stream, app.clone(), limits, stop.subscribe());
-                    let app = app.clone();
                     let h2 = Arc::clone(&h2);
-                    let stop = stop.subscribe();
                     tokio::spawn(async move {
                         // A client that breaks the protocol or hangs up only ends its connection.
-                        if let h1::Outcome::Http2 { io, read } = conn.run().await {
+                        if let h1::Outcome::Http2 { io, read, app, stop } = conn.run().await {
                             serve_h2(&h2, io, read, app, stop).await;
                         }
                     });

@@ -84,6 +84,19 @@ impl Default for Behaviour {
     }
 }
 
+impl Behaviour {
+    /// A chat stream that sends one chunk, then waits for `Mock::release` before `[DONE]`.
+    pub fn held_stream() -> Behaviour {
+        Behaviour {
+            chat: Reply::Stream {
+                chunks: vec![chunk("one"), "data: [DONE]\n\n".into()],
+                gate: Some(1),
+            },
+            ..Behaviour::default()
+        }
+    }
+}
+
 /// A JSON reply.
 pub fn json(status: u16, body: &str) -> Reply {
     Reply::Fixed(status, "application/json", body.to_owned())
