@@ -93,7 +93,10 @@ pub async fn body_bytes(headers: &HeaderMap, body: Body, limit: usize) -> Result
     if body.is_end_stream() {
         return Ok(first);
     }
-    let mut whole = bytes::BytesMut::from(first);
+    // Sized once for what the client declared (bounded by `limit` above).
+    let mut whole =
+        bytes::BytesMut::with_capacity(declared.map_or(first.len() * 2, |n| n as usize));
+    whole.extend_from_slice(&first);
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(unreadable)?.into_data() else {
             continue; // trailers

@@ -383,6 +383,33 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
+impl Usage {
+    /// Reads a `usage` object's counts (`None` unless it is an object whose counts, where
+    /// present, are non-negative integers, each given once).
+    pub fn from_json(value: &[u8]) -> Option<Usage> {
+        let text = std::str::from_utf8(value).ok()?;
+        let raw = crate::translate::raw::Raw::parse(text).ok()?;
+        if !text.starts_with('{') {
+            return None;
+        }
+        let (mut prompt, mut completion) = (None, None);
+        for (key, value) in raw.members() {
+            let slot = match key.as_ref() {
+                "prompt_tokens" => &mut prompt,
+                "completion_tokens" => &mut completion,
+                _ => continue,
+            };
+            if slot.replace(value.get().parse::<u64>().ok()?).is_some() {
+                return None;
+            }
+        }
+        Some(Usage {
+            prompt_tokens: prompt.unwrap_or(0),
+            completion_tokens: completion.unwrap_or(0),
+        })
+    }
+}
+
 static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
 
@@ -457,5 +484,29 @@ mod tests {
         assert_eq!(find_usage(br#"{"choices":[],"usage":null}"#), None);
         assert_eq!(find_usage(br#"{"choices":[]}"#), None);
         assert_eq!(find_usage(b"not json \"usage\""), None);
+    }
+
+    #[test]
+    fn usage_counts_are_read_as_serde_json_reads_them() {
+        for doc in [
+            r#"{"prompt_tokens":2,"completion_tokens":7,"total_tokens":9}"#,
+            r#"{"prompt_tokens":2}"#,
+            r#"{}"#,
+            r#"{"prompt_tokens":2.0}"#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":null}"#,
+            r#"{"prompt_tokens":"2"}"#,
+            r#"{"prompt_tokens":1e2}"#,
+            r#"{"prompt_tokens":1,"prompt_tokens":2}"#,
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"x":{"prompt_tokens":5},"completion_tokens":3}"#,
+            r#"null"#,
+            r#"{"prompt_tokens":1"#,
+        ] {
+            let serde = serde_json::from_str::<Usage>(doc).ok();
+            assert_eq!(Usage::from_json(doc.as_bytes()), serde, "{doc}");
+        }
+        // serde's derive also reads a struct from an array; a usage array is no usage.
+        assert_eq!(Usage::from_json(b"[1]"), None);
     }
 }

@@ -227,6 +227,43 @@ async fn chunked_request_bodies_reach_the_engine_whole() {
 }
 
 #[tokio::test]
+async fn a_large_body_sent_in_pieces_reaches_the_engine_byte_for_byte() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let mut c = Client::connect(&proxy).await;
+    // Larger than any read buffer, with escapes and multi-byte text, and sent with pauses so
+    // that it arrives in many reads; a pipelined request follows it in the last write.
+    let text = r#"caf\u00e9 \"quoted\" é "#.repeat(20_000);
+    let body =
+        format!(r#"{{"messages":[{{"role":"user","content":"{text}"}}],"temperature":0.5}}"#);
+    let request = chat_post("", &body);
+    let bytes = request.as_bytes();
+    let mut sent = 0;
+    for size in [100, 7_000, 70_000, 150_000] {
+        c.send(&bytes[sent..sent + size]).await;
+        sent += size;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut rest = bytes[sent..].to_vec();
+    rest.extend_from_slice(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n");
+    c.send(&rest).await;
+    let answer = c.answer().await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(c.answer().await.status, 200);
+    let got = mock.received_on("/v1/chat/completions");
+    assert_eq!(got.len(), 1);
+    // The client's fields go on as their very bytes (the proxy may add a field at the end).
+    let sent = &body.as_bytes()[..body.len() - 1];
+    let forwarded = &got[0].body;
+    assert!(
+        forwarded.starts_with(sent),
+        "forwarded {} bytes, first difference at byte {:?}",
+        forwarded.len(),
+        forwarded.iter().zip(sent).position(|(a, b)| a != b)
+    );
+}
+
+#[tokio::test]
 async fn expect_100_continue_is_answered_when_the_body_is_wanted() {
     let mock = Mock::start(Behaviour::default()).await;
     let proxy = Proxy::before(&mock, &["--api-key", "k"]).await;

@@ -51,6 +51,10 @@ pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const READ_SPACE: usize = 8 * 1024;
 /// Free space ensured while a large request body streams in.
 const BODY_READ_SPACE: usize = 64 * 1024;
+/// `Content-Length` bodies up to this size are read into one buffer of their size and handed
+/// over whole: the handler gets one piece to check, with no copy into a collecting buffer and
+/// no regrowth of one (page faults and copies that cost a 80 kB body a fifth of its time).
+const WHOLE_BODY: u64 = 16 << 20;
 /// Buffered answer bytes that are written out even if more are ready.
 const WRITE_HIGH: usize = 64 * 1024;
 /// Answer chunks at least this large are written from their own buffer, not copied.
@@ -533,7 +537,13 @@ impl Connection {
                         continue;
                     }
                 }
-                reserve(&mut self.rbuf, BODY_READ_SPACE);
+                match decoder.whole_left(&self.rbuf) {
+                    Some(left) if self.rbuf.capacity() - self.rbuf.len() < left => {
+                        self.rbuf.reserve(left);
+                    }
+                    Some(_) => {}
+                    None => reserve(&mut self.rbuf, BODY_READ_SPACE),
+                }
                 match poll_read_buf(&mut self.io, cx, &mut self.rbuf) {
                     Poll::Ready(Ok(n)) if n > 0 => continue,
                     Poll::Ready(_) => {
@@ -885,11 +895,21 @@ enum Decoded {
 }
 
 impl Decoder {
+    /// For a body handed over whole, the bytes of it not yet in `buf`.
+    fn whole_left(&self, buf: &BytesMut) -> Option<usize> {
+        match *self {
+            Decoder::Length(left) if left <= WHOLE_BODY => {
+                Some((left as usize).saturating_sub(buf.len()))
+            }
+            _ => None,
+        }
+    }
+
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
         match self {
             Decoder::Length(0) => Ok(Decoded::End),
             Decoder::Length(left) => {
-                if buf.is_empty() {
+                if buf.is_empty() || (buf.len() as u64) < *left && *left <= WHOLE_BODY {
                     return Ok(Decoded::More);
                 }
                 let n = (*left).min(buf.len() as u64);

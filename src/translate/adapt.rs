@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::translate::body::JsonBody;
+use crate::translate::raw::Raw;
 use crate::upstream::engines::{Capabilities, Engine, JsonSchema};
 
 /// Top-level fields to set (name, serialised JSON value) for `engine`.
@@ -22,7 +23,7 @@ pub fn chat(body: &JsonBody<'_>, engine: Engine) -> Result<Vec<(&'static str, St
     }
 
     if let Some(raw) = body.get_non_null("messages") {
-        if let Some(messages) = adapt_messages(raw.get(), caps, engine)? {
+        if let Some(messages) = adapt_messages(raw, caps, engine)? {
             set.push(("messages", messages));
         }
     }
@@ -39,16 +40,20 @@ pub fn chat(body: &JsonBody<'_>, engine: Engine) -> Result<Vec<(&'static str, St
 /// arrays are refused, `developer` as `system` where unknown, null content as "" where refused,
 /// null-valued optional fields (LangChain's `"name": null`) dropped.
 fn adapt_messages(
-    raw: &str,
+    raw: Raw<'_>,
     caps: Capabilities,
     engine: Engine,
 ) -> Result<Option<String>, ApiError> {
-    let cheap_skip =
-        caps.content_parts && caps.null_content && caps.developer_role && !raw.contains("null");
-    if cheap_skip {
+    // An engine that takes every shape needs only the null fields dropped: found by walking
+    // the checked text, without building the messages.
+    let no_null_fields = || {
+        raw.elements()
+            .all(|m| m.members().all(|(k, v)| !v.is_null() || k == "content"))
+    };
+    if caps.content_parts && caps.null_content && caps.developer_role && no_null_fields() {
         return Ok(None);
     }
-    let mut messages: Vec<Value> = match serde_json::from_str(raw) {
+    let mut messages: Vec<Value> = match serde_json::from_str(raw.get()) {
         Ok(m) => m,
         Err(_) => return Ok(None),
     };
@@ -152,6 +157,20 @@ mod tests {
     #[test]
     fn vllm_needs_nothing() {
         let src = r#"{"messages":[{"role":"developer","content":[{"type":"text","text":"a"}]}],"max_completion_tokens":5,"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{}}}}"#;
+        assert!(edits(src, Engine::Vllm).is_empty());
+    }
+
+    #[test]
+    fn null_fields_are_dropped_for_every_engine_and_null_in_text_is_not_a_field() {
+        let src = r#"{"messages":[{"role":"user","content":"say null","name":null},{"role":"assistant","content":null,"tool_calls":[]}]}"#;
+        assert_eq!(
+            edits(src, Engine::Vllm),
+            [(
+                "messages",
+                serde_json::json!([{"role":"user","content":"say null"},{"role":"assistant","content":null,"tool_calls":[]}])
+            )]
+        );
+        let src = r#"{"messages":[{"role":"user","content":"null \"null\": null","name":"null"}]}"#;
         assert!(edits(src, Engine::Vllm).is_empty());
     }
 

@@ -6,70 +6,68 @@
 //! needs no rewrite is forwarded as the very bytes that arrived.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::translate::raw::{self, Raw, SyntaxError};
 
 /// The top-level fields of a JSON object body, in order, values unparsed.
 #[derive(Debug)]
 pub struct JsonBody<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    fields: Vec<(Cow<'a, str>, Raw<'a>)>,
 }
 
 impl<'a> JsonBody<'a> {
-    /// Reads `bytes` as a JSON object. Anything else (invalid UTF-8 or JSON, an array, a
-    /// duplicated key) is the client's error, answered with a message saying what is wrong.
+    /// Reads `bytes` as a JSON object, checking the whole document once. Anything else
+    /// (invalid UTF-8 or JSON, an array, a duplicated key) is the client's error, answered with
+    /// a message saying what is wrong and where.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ApiError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::invalid(
                 "The request body is empty; a JSON object is required.",
             ));
         }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Self::parse_str(text),
-            // Not UTF-8: serde_json's reading of the bytes says where, in its usual words.
-            Err(_) => {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                Self::read(&mut de)
+        let not_json =
+            |e: SyntaxError| ApiError::invalid(format!("The request body is not valid JSON: {e}"));
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| not_json(SyntaxError::at(bytes, e.valid_up_to(), "invalid UTF-8")))?;
+        let mut fields = Vec::with_capacity(8);
+        raw::scan(bytes, |key, value| {
+            fields.push((raw::unquote(&text[key]), Raw::checked(&text[value])));
+        })
+        .map_err(not_json)?;
+        let kind = match bytes.trim_ascii_start().first() {
+            Some(b'{') => None,
+            Some(b'[') => Some("an array"),
+            Some(b'"') => Some("a string"),
+            Some(b't' | b'f') => Some("a boolean"),
+            Some(b'n') => Some("null"),
+            _ => Some("a number"),
+        };
+        if let Some(kind) = kind {
+            return Err(ApiError::invalid(format!(
+                "The request body must be a JSON object, not {kind}."
+            )));
+        }
+        for (i, (key, _)) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|(k, _)| k == key) {
+                return Err(ApiError::invalid(format!(
+                    "The request body has the field '{key}' more than once."
+                )));
             }
         }
-    }
-
-    /// Like `parse`, for text already known to be UTF-8 (a nested raw value): values are
-    /// borrowed without checking their UTF-8 again, which reading from bytes does for each one.
-    pub fn parse_str(text: &'a str) -> Result<Self, ApiError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        Self::read(&mut de)
-    }
-
-    fn read<R: serde_json::de::Read<'a>>(
-        de: &mut serde_json::Deserializer<R>,
-    ) -> Result<Self, ApiError> {
-        let fields = de
-            .deserialize_any(FieldsVisitor)
-            .and_then(|f| de.end().map(|()| f))
-            .map_err(|e| ApiError::invalid(format!("The request body is not valid JSON: {e}")))?;
-        let fields = fields.map_err(ApiError::invalid)?;
         Ok(JsonBody { fields })
     }
 
     /// The raw value of field `name`, if present.
-    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, name: &str) -> Option<Raw<'a>> {
         self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
     }
 
     /// The raw value of field `name`, treating an explicit `null` as absent.
-    pub fn get_non_null(&self, name: &str) -> Option<&'a RawValue> {
-        self.get(name).filter(|v| v.get() != "null")
-    }
-
-    /// The fields, in order, for callers that walk a nested object.
-    pub fn into_fields(self) -> Vec<(Cow<'a, str>, &'a RawValue)> {
-        self.fields
+    pub fn get_non_null(&self, name: &str) -> Option<Raw<'a>> {
+        self.get(name).filter(|v| !v.is_null())
     }
 
     /// Field names in the order sent.
@@ -125,76 +123,6 @@ pub fn write_json_string(out: &mut BytesMut, s: &str) {
     // serde_json's escaping of a &str into a Vec cannot fail.
     let quoted = serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""));
     out.put_slice(quoted.as_bytes());
-}
-
-type Fields<'a> = Result<Vec<(Cow<'a, str>, &'a RawValue)>, String>;
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> =
-            Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(crate::translate::json::CowStr(key)) = map.next_key()? {
-            let value: &'de RawValue = map.next_value()?;
-            if fields.iter().any(|(k, _)| *k == key) {
-                return Ok(Err(format!(
-                    "The request body has the field '{key}' more than once."
-                )));
-            }
-            fields.push((key, value));
-        }
-        Ok(Ok(fields))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(Err(
-            "The request body must be a JSON object, not an array.".into()
-        ))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Err(
-            "The request body must be a JSON object, not a string.".into()
-        ))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Err(
-            "The request body must be a JSON object, not a number.".into()
-        ))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Err(
-            "The request body must be a JSON object, not a number.".into()
-        ))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Err(
-            "The request body must be a JSON object, not a number.".into()
-        ))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Err(
-            "The request body must be a JSON object, not a boolean.".into(),
-        ))
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(
-            "The request body must be a JSON object, not null.".into()
-        ))
-    }
 }
 
 #[cfg(test)]

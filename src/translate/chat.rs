@@ -6,13 +6,12 @@
 //! tool_choice as a string or an object, response_format, stop as a string or an array, ...);
 //! anything else is a 400 naming the field's path.
 
-use serde_json::value::RawValue;
-
 use crate::error::ApiError;
 use crate::translate::body::JsonBody;
 use crate::translate::json::{
     self, array, expect_kind, field, integer, missing, object, one_of, string, Kind, Path,
 };
+use crate::translate::raw::{Elements, Raw};
 
 /// Top-level fields of ChatCompletionsOptions in the Model Inference spec, in the order they
 /// arrived: the 2024-04-01-preview draft's twelve, then `model` (2024-05-01-preview),
@@ -58,7 +57,7 @@ pub struct ChatRequest {
 }
 
 /// The `messages` array, which every chat request needs and which must not be empty.
-fn messages<'a>(body: &JsonBody<'a>) -> Result<Vec<&'a RawValue>, ApiError> {
+fn messages<'a>(body: &JsonBody<'a>) -> Result<Elements<'a>, ApiError> {
     let raw = body
         .get_non_null("messages")
         .ok_or_else(|| missing("messages"))?;
@@ -76,7 +75,7 @@ fn messages<'a>(body: &JsonBody<'a>) -> Result<Vec<&'a RawValue>, ApiError> {
 pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
     let messages = messages(body)?;
     let top = Path::Top("messages");
-    for (i, m) in messages.iter().enumerate() {
+    for (i, m) in messages.enumerate() {
         check_message(&top.index(i), m)?;
     }
 
@@ -108,7 +107,7 @@ pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
             "response_format" => check_response_format(raw)?,
             "modalities" => {
                 let top = Path::Top(name);
-                for (i, m) in array(name, raw)?.iter().enumerate() {
+                for (i, m) in array(name, raw)?.enumerate() {
                     one_of(&top.index(i), m, &["text", "audio"])?;
                 }
             }
@@ -124,7 +123,7 @@ pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
 pub fn check_basic(body: &JsonBody<'_>) -> Result<(), ApiError> {
     let messages = messages(body)?;
     let top = Path::Top("messages");
-    for (i, m) in messages.iter().enumerate() {
+    for (i, m) in messages.enumerate() {
         let path = top.index(i);
         let fields = object(&path, m)?;
         let role_path = path.field("role");
@@ -151,7 +150,7 @@ pub fn check_completions(body: &JsonBody<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_message(path: &Path<'_>, raw: &RawValue) -> Result<(), ApiError> {
+fn check_message(path: &Path<'_>, raw: Raw<'_>) -> Result<(), ApiError> {
     let fields = object(path, raw)?;
     let role_path = path.field("role");
     let role = field(&fields, "role").ok_or_else(|| missing(&role_path))?;
@@ -195,13 +194,13 @@ fn check_message(path: &Path<'_>, raw: &RawValue) -> Result<(), ApiError> {
 }
 
 /// Content is a string or an array of parts of the allowed types.
-fn check_content(path: &Path<'_>, raw: &RawValue, types: &[&str]) -> Result<(), ApiError> {
+fn check_content(path: &Path<'_>, raw: Raw<'_>, types: &[&str]) -> Result<(), ApiError> {
     if Kind::of(raw) == Kind::String {
         return Ok(());
     }
     let parts = array(path, raw)
         .map_err(|_| json::wrong_kind(path, "a string or an array of content parts", raw))?;
-    for (i, part) in parts.iter().enumerate() {
+    for (i, part) in parts.enumerate() {
         let part_path = path.index(i);
         let fields = object(&part_path, part)?;
         let type_path = part_path.field("type");
@@ -257,8 +256,8 @@ fn check_content(path: &Path<'_>, raw: &RawValue, types: &[&str]) -> Result<(), 
     Ok(())
 }
 
-fn check_tool_calls(path: &Path<'_>, raw: &RawValue) -> Result<(), ApiError> {
-    for (i, call) in array(path, raw)?.iter().enumerate() {
+fn check_tool_calls(path: &Path<'_>, raw: Raw<'_>) -> Result<(), ApiError> {
+    for (i, call) in array(path, raw)?.enumerate() {
         let call_path = path.index(i);
         let fields = object(&call_path, call)?;
         let id_path = call_path.field("id");
@@ -288,22 +287,22 @@ fn check_tool_calls(path: &Path<'_>, raw: &RawValue) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_stop(raw: &RawValue) -> Result<(), ApiError> {
+fn check_stop(raw: Raw<'_>) -> Result<(), ApiError> {
     if Kind::of(raw) == Kind::String {
         return Ok(());
     }
     let items = array("stop", raw)
         .map_err(|_| json::wrong_kind("stop", "a string or an array of strings", raw))?;
     let top = Path::Top("stop");
-    for (i, s) in items.iter().enumerate() {
+    for (i, s) in items.enumerate() {
         string(&top.index(i), s)?;
     }
     Ok(())
 }
 
-fn check_tools(raw: &RawValue) -> Result<(), ApiError> {
+fn check_tools(raw: Raw<'_>) -> Result<(), ApiError> {
     let top = Path::Top("tools");
-    for (i, tool) in array("tools", raw)?.iter().enumerate() {
+    for (i, tool) in array("tools", raw)?.enumerate() {
         let path = top.index(i);
         let fields = object(&path, tool)?;
         let type_path = path.field("type");
@@ -332,7 +331,7 @@ fn check_tools(raw: &RawValue) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_tool_choice(raw: &RawValue) -> Result<(), ApiError> {
+fn check_tool_choice(raw: Raw<'_>) -> Result<(), ApiError> {
     if Kind::of(raw) == Kind::String {
         one_of("tool_choice", raw, &["auto", "none", "required"])?;
         return Ok(());
@@ -353,7 +352,7 @@ fn check_tool_choice(raw: &RawValue) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_response_format(raw: &RawValue) -> Result<(), ApiError> {
+fn check_response_format(raw: Raw<'_>) -> Result<(), ApiError> {
     let fields = object("response_format", raw)?;
     let kind = field(&fields, "type").ok_or_else(|| missing("response_format.type"))?;
     let kind = one_of(

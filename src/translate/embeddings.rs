@@ -94,7 +94,7 @@ pub fn check(body: &JsonBody<'_>) -> Result<EmbeddingsRequest, ApiError> {
                     "'input' must not be empty.",
                 ));
             }
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.enumerate() {
                 string(&format!("input[{i}]"), item)?;
             }
         }
@@ -112,7 +112,7 @@ pub fn check_images(body: &JsonBody<'_>) -> Result<EmbeddingsRequest, ApiError> 
             "'input' must not be empty.",
         ));
     }
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.enumerate() {
         let path = format!("input[{i}]");
         let fields = object(&path, item)?;
         let image_path = format!("{path}.image");
@@ -253,8 +253,8 @@ pub fn image_requests(body: &JsonBody<'_>, model: Option<&str>) -> Result<Vec<By
     let input = body.get_non_null("input").ok_or_else(|| missing("input"))?;
     let items = array("input", input)?;
     let dimensions = body.get_non_null("dimensions").map(|d| d.get());
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
         let path = format!("input[{i}]");
         let fields = object(&path, item)?;
         let image = string(

@@ -5,9 +5,9 @@ use std::borrow::Cow;
 use std::fmt::{self, Display};
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+use crate::translate::raw::{Elements, Raw};
 
 /// The kind of a JSON value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub enum Kind {
 
 impl Kind {
     /// The kind of an already-validated raw value, read off its first byte.
-    pub fn of(raw: &RawValue) -> Kind {
+    pub fn of(raw: Raw<'_>) -> Kind {
         match raw.get().as_bytes().first() {
             Some(b'{') => Kind::Object,
             Some(b'[') => Kind::Array,
@@ -46,7 +46,7 @@ impl Kind {
 }
 
 /// A 400 saying that `path` should be `expected` but is of another kind.
-pub fn wrong_kind(path: &(impl Display + ?Sized), expected: &str, raw: &RawValue) -> ApiError {
+pub fn wrong_kind(path: &(impl Display + ?Sized), expected: &str, raw: Raw<'_>) -> ApiError {
     ApiError::invalid_param(
         path.to_string(),
         format!(
@@ -59,7 +59,7 @@ pub fn wrong_kind(path: &(impl Display + ?Sized), expected: &str, raw: &RawValue
 /// Checks that `raw` is one of `kinds`.
 pub fn expect_kind(
     path: &(impl Display + ?Sized),
-    raw: &RawValue,
+    raw: Raw<'_>,
     kinds: &[Kind],
 ) -> Result<(), ApiError> {
     let k = Kind::of(raw);
@@ -71,14 +71,9 @@ pub fn expect_kind(
 }
 
 /// Reads a JSON string (escapes decoded).
-pub fn string<'a>(
-    path: &(impl Display + ?Sized),
-    raw: &'a RawValue,
-) -> Result<Cow<'a, str>, ApiError> {
-    expect_kind(path, raw, &[Kind::String])?;
-    CowStr::deserialize(raw)
-        .map(|s| s.0)
-        .map_err(|_| wrong_kind(path, "a string", raw))
+pub fn string<'a>(path: &(impl Display + ?Sized), raw: Raw<'a>) -> Result<Cow<'a, str>, ApiError> {
+    raw.as_str()
+        .ok_or_else(|| wrong_kind(path, "a string", raw))
 }
 
 /// A JSON string borrowed from the input when it has no escapes, copied only when it has:
@@ -117,7 +112,7 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
 /// Reads a string that must be one of `allowed`.
 pub fn one_of<'a>(
     path: &(impl Display + ?Sized),
-    raw: &'a RawValue,
+    raw: Raw<'a>,
     allowed: &[&str],
 ) -> Result<Cow<'a, str>, ApiError> {
     let s = string(path, raw)?;
@@ -135,34 +130,39 @@ pub fn one_of<'a>(
     ))
 }
 
-/// Reads the elements of an array as raw values.
-pub fn array<'a>(
-    path: &(impl Display + ?Sized),
-    raw: &'a RawValue,
-) -> Result<Vec<&'a RawValue>, ApiError> {
+/// The elements of an array, as raw values.
+pub fn array<'a>(path: &(impl Display + ?Sized), raw: Raw<'a>) -> Result<Elements<'a>, ApiError> {
     expect_kind(path, raw, &[Kind::Array])?;
-    Vec::<&'a RawValue>::deserialize(raw).map_err(|_| wrong_kind(path, "an array", raw))
+    Ok(raw.elements())
 }
 
-/// Reads the fields of an object as (name, raw value) pairs in order.
+/// The fields of an object as (name, raw value) pairs in order; a name given twice is refused.
 pub fn object<'a>(
     path: &(impl Display + ?Sized),
-    raw: &'a RawValue,
-) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>, ApiError> {
+    raw: Raw<'a>,
+) -> Result<Vec<(Cow<'a, str>, Raw<'a>)>, ApiError> {
     expect_kind(path, raw, &[Kind::Object])?;
-    let map = crate::translate::body::JsonBody::parse_str(raw.get())
-        .map_err(|_| wrong_kind(path, "an object", raw))?;
-    Ok(map.into_fields())
+    let mut fields: Vec<(Cow<'a, str>, Raw<'a>)> = Vec::with_capacity(4);
+    for (key, value) in raw.members() {
+        if fields.iter().any(|(k, _)| *k == key) {
+            return Err(ApiError::invalid_param(
+                path.to_string(),
+                format!("'{path}' has the field '{key}' more than once."),
+            ));
+        }
+        fields.push((key, value));
+    }
+    Ok(fields)
 }
 
 /// Checks that `raw` is an integer (no fraction or exponent) within `min..=max`.
 pub fn integer(
     path: &(impl Display + ?Sized),
-    raw: &RawValue,
+    raw: Raw<'_>,
     min: i64,
     max: i64,
 ) -> Result<i64, ApiError> {
-    let value = i64::deserialize(raw).ok();
+    let value = serde_json::from_str::<i64>(raw.get()).ok();
     match value {
         Some(v) if (min..=max).contains(&v) => Ok(v),
         Some(v) => Err(ApiError::invalid_param(
@@ -174,12 +174,12 @@ pub fn integer(
 }
 
 /// The value of a field in an object read by [`object`].
-pub fn field<'a>(fields: &[(Cow<'a, str>, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+pub fn field<'a>(fields: &[(Cow<'a, str>, Raw<'a>)], name: &str) -> Option<Raw<'a>> {
     fields
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| *v)
-        .filter(|v| Kind::of(v) != Kind::Null)
+        .filter(|v| !v.is_null())
 }
 
 /// A 400 for a required field that is missing.
@@ -231,35 +231,33 @@ mod tests {
 
     #[test]
     fn strings_are_borrowed_unless_escaped() {
-        let plain = RawValue::from_string(r#""gpt-4o""#.into()).unwrap();
         assert!(matches!(
-            string("model", &plain).unwrap(),
+            string("model", raw(r#""gpt-4o""#)).unwrap(),
             Cow::Borrowed("gpt-4o")
         ));
-        let escaped = RawValue::from_string(r#""a\"b""#.into()).unwrap();
-        let s = string("model", &escaped).unwrap();
+        let s = string("model", raw(r#""a\"b""#)).unwrap();
         assert!(matches!(s, Cow::Owned(_)));
         assert_eq!(s, "a\"b");
     }
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_owned()).unwrap()
+    fn raw(s: &str) -> Raw<'_> {
+        Raw::parse(s).unwrap()
     }
 
     #[test]
     fn kinds_and_messages() {
-        assert_eq!(Kind::of(&raw("-1.5e3")), Kind::Number);
-        assert_eq!(Kind::of(&raw("false")), Kind::Bool);
-        let err = expect_kind("x.y", &raw("[]"), &[Kind::String, Kind::Null]).unwrap_err();
+        assert_eq!(Kind::of(raw("-1.5e3")), Kind::Number);
+        assert_eq!(Kind::of(raw("false")), Kind::Bool);
+        let err = expect_kind("x.y", raw("[]"), &[Kind::String, Kind::Null]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Invalid type for 'x.y': expected a string or null, but got an array."
         );
-        assert_eq!(integer("n", &raw("3"), 0, 5).unwrap(), 3);
-        assert!(integer("n", &raw("3.5"), 0, 5).is_err());
-        assert!(integer("n", &raw("9"), 0, 5).is_err());
-        assert_eq!(string("s", &raw(r#""a\nb""#)).unwrap(), "a\nb");
-        assert!(one_of("t", &raw(r#""x""#), &["a", "b"])
+        assert_eq!(integer("n", raw("3"), 0, 5).unwrap(), 3);
+        assert!(integer("n", raw("3.5"), 0, 5).is_err());
+        assert!(integer("n", raw("9"), 0, 5).is_err());
+        assert_eq!(string("s", raw(r#""a\nb""#)).unwrap(), "a\nb");
+        assert!(one_of("t", raw(r#""x""#), &["a", "b"])
             .unwrap_err()
             .to_string()
             .contains("'a', 'b'"));

@@ -10,5 +10,6 @@ pub mod extra_params;
 pub mod info;
 pub mod json;
 pub mod prepare;
+pub mod raw;
 pub mod responses;
 pub mod sse;

@@ -169,44 +169,40 @@ impl AnswerPeek {
     }
 }
 
-/// Parses a complete answer once: `Err` when it is not JSON.
-fn peek_answer(body: &[u8]) -> Result<AnswerPeek, serde_json::Error> {
-    use serde::de::IgnoredAny;
-    #[derive(serde::Deserialize)]
-    struct Peek<'a> {
-        #[serde(default)]
-        id: Option<IgnoredAny>,
-        #[serde(default)]
-        object: Option<IgnoredAny>,
-        #[serde(default)]
-        created: Option<IgnoredAny>,
-        #[serde(default)]
-        model: Option<IgnoredAny>,
-        #[serde(borrow, default)]
-        usage: Option<&'a serde_json::value::RawValue>,
-    }
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        // Valid JSON that is not an object is passed on as it is.
-        return serde_json::from_slice::<IgnoredAny>(body).map(|_| AnswerPeek::default());
-    }
-    match serde_json::from_slice::<Peek<'_>>(body) {
-        Ok(p) => Ok(AnswerPeek {
-            present: [
-                p.id.is_some(),
-                p.object.is_some(),
-                p.created.is_some(),
-                p.model.is_some(),
-                p.usage.is_some_and(|u| u.get() != "null"),
-            ],
-            usage: p.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
-            object: true,
-        }),
-        // An object that repeats a field: valid JSON, passed on as it is.
-        Err(e) if e.is_data() => {
-            serde_json::from_slice::<IgnoredAny>(body).map(|_| AnswerPeek::default())
+/// Reads a complete answer once: `Err` when it is not JSON.
+fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxError> {
+    /// The top-level fields looked for, quoted as they appear (escaped spellings are decoded).
+    const KEYS: [&str; 5] = ["id", "object", "created", "model", "usage"];
+    let mut peek = AnswerPeek {
+        object: body.trim_ascii_start().first() == Some(&b'{'),
+        ..AnswerPeek::default()
+    };
+    let mut seen = [false; 5];
+    let mut repeated = false;
+    let mut usage = None;
+    crate::translate::raw::scan(body, |key, value| {
+        let key = &body[key];
+        let name = key.get(1..key.len() - 1).unwrap_or_default();
+        let i = if name.contains(&b'\\') {
+            let decoded = std::str::from_utf8(key).map(crate::translate::raw::unquote);
+            decoded.ok().and_then(|k| KEYS.iter().position(|w| *w == k))
+        } else {
+            KEYS.iter().position(|w| w.as_bytes() == name)
+        };
+        let Some(i) = i else { return };
+        repeated |= std::mem::replace(&mut seen[i], true);
+        let value = &body[value];
+        peek.present[i] = value != b"null";
+        if i == 4 {
+            usage = Some(value);
         }
-        Err(e) => Err(e),
+    })?;
+    if repeated {
+        // An object that repeats one of these fields: valid JSON, passed on as it is.
+        return Ok(AnswerPeek::default());
     }
+    peek.usage = usage.and_then(crate::metrics::Usage::from_json);
+    Ok(peek)
 }
 
 /// Adds what some engines leave out of an OpenAI answer (llama.cpp omits `created` in places,
@@ -521,5 +517,15 @@ mod tests {
         assert!(!peek_answer(b"[1,2]").unwrap().lacks("list"));
         assert!(peek_answer(b"{\"id\":").is_err());
         assert!(peek_answer(b"not json").is_err());
+        // Escaped names count; a repeated one leaves the answer as it is.
+        let escaped = br#"{"\u0069d":"c","object":"list","model":"m","usage":{"prompt_tokens":1}}"#;
+        assert_eq!(
+            peek_answer(escaped).unwrap().present,
+            [true, true, false, true, true]
+        );
+        let twice = br#"{"object":"list","object":"list","data":[]}"#;
+        assert!(!peek_answer(twice).unwrap().lacks("list"));
+        // Bytes that are not UTF-8 inside a string are the engine's to send.
+        assert!(peek_answer(b"{\"id\":\"\xff\"}").is_ok());
     }
 }

@@ -6,7 +6,6 @@
 //! naming the field, so the client learns why instead of getting a silently different answer.
 //! Unknown top-level fields are ignored, as they carry no meaning for the engine.
 
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::ChatPlan;
@@ -15,8 +14,9 @@ use crate::translate::body::JsonBody;
 use crate::translate::json::{
     array, expect_kind, field, integer, missing, object, one_of, string, wrong_kind, Kind,
 };
+use crate::translate::raw::Raw;
 
-type Fields<'a> = Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>;
+type Fields<'a> = Vec<(std::borrow::Cow<'a, str>, Raw<'a>)>;
 
 /// The `previous_response_id` of a Responses request body, if it has one, so the caller can look
 /// the conversation up before calling [`to_chat`].
@@ -70,7 +70,7 @@ pub fn to_chat(body: &[u8], model: &str, history: Option<&[Value]>) -> Result<Ch
         }
         Some(raw) => {
             let start = conversation.len();
-            for (i, item) in array("input", raw)?.into_iter().enumerate() {
+            for (i, item) in array("input", raw)?.enumerate() {
                 input_item(&format!("input[{i}]"), item, &mut conversation, start)?;
             }
         }
@@ -94,7 +94,7 @@ pub fn to_chat(body: &[u8], model: &str, history: Option<&[Value]>) -> Result<Ch
 
     if let Some(raw) = body.get_non_null("tools") {
         let mut tools = Vec::new();
-        for (i, tool) in array("tools", raw)?.into_iter().enumerate() {
+        for (i, tool) in array("tools", raw)?.enumerate() {
             tools.push(function_tool(&format!("tools[{i}]"), tool)?);
         }
         if !tools.is_empty() {
@@ -192,12 +192,12 @@ fn flag(body: &JsonBody, name: &str) -> Result<Option<bool>, ApiError> {
 }
 
 /// A raw value already known to be valid JSON, as a `Value`.
-fn to_value(raw: &RawValue) -> Result<Value, ApiError> {
+fn to_value(raw: Raw<'_>) -> Result<Value, ApiError> {
     serde_json::from_str(raw.get())
         .map_err(|e| ApiError::invalid(format!("The request body is not valid JSON: {e}")))
 }
 
-fn required<'a>(fields: &Fields<'a>, path: &str, name: &str) -> Result<&'a RawValue, ApiError> {
+fn required<'a>(fields: &Fields<'a>, path: &str, name: &str) -> Result<Raw<'a>, ApiError> {
     field(fields, name).ok_or_else(|| missing(&format!("{path}.{name}")))
 }
 
@@ -211,7 +211,7 @@ fn required_string(fields: &Fields, path: &str, name: &str) -> Result<String, Ap
 /// but never one from the stored history.
 fn input_item(
     path: &str,
-    raw: &RawValue,
+    raw: Raw<'_>,
     out: &mut Vec<Value>,
     start: usize,
 ) -> Result<(), ApiError> {
@@ -311,17 +311,17 @@ fn message(path: &str, fields: &Fields) -> Result<Value, ApiError> {
         ));
     }
     let mut parts = Vec::new();
-    for (i, part) in array(&content_path, content)?.into_iter().enumerate() {
+    for (i, part) in array(&content_path, content)?.enumerate() {
         parts.push(chat_part(&format!("{content_path}[{i}]"), part)?);
     }
     Ok(json!({"role": role, "content": parts}))
 }
 
 /// Reads a content part list: its text parts joined by newlines, and whether it has images.
-fn content_parts(path: &str, raw: &RawValue) -> Result<(String, bool), ApiError> {
+fn content_parts(path: &str, raw: Raw<'_>) -> Result<(String, bool), ApiError> {
     let mut texts = Vec::new();
     let mut images = false;
-    for (i, part) in array(path, raw)?.into_iter().enumerate() {
+    for (i, part) in array(path, raw)?.enumerate() {
         match chat_part(&format!("{path}[{i}]"), part)? {
             Value::Object(m) if m.get("type") == Some(&json!("text")) => {
                 texts.push(
@@ -338,7 +338,7 @@ fn content_parts(path: &str, raw: &RawValue) -> Result<(String, bool), ApiError>
 }
 
 /// One Responses content part as a chat content part.
-fn chat_part(path: &str, raw: &RawValue) -> Result<Value, ApiError> {
+fn chat_part(path: &str, raw: Raw<'_>) -> Result<Value, ApiError> {
     let fields = object(path, raw)?;
     let kind = required_string(&fields, path, "type")?;
     match kind.as_str() {
@@ -379,7 +379,7 @@ fn chat_part(path: &str, raw: &RawValue) -> Result<Value, ApiError> {
 
 /// A Responses function tool (flat: `{"type", "name", ...}`) as a chat tool (nested under
 /// `function`). Hosted tools (web search, file search, ...) have no chat counterpart.
-fn function_tool(path: &str, raw: &RawValue) -> Result<Value, ApiError> {
+fn function_tool(path: &str, raw: Raw<'_>) -> Result<Value, ApiError> {
     let fields = object(path, raw)?;
     let kind = required_string(&fields, path, "type")?;
     if kind != "function" {
@@ -412,7 +412,7 @@ fn function_tool(path: &str, raw: &RawValue) -> Result<Value, ApiError> {
     Ok(json!({"type": "function", "function": function}))
 }
 
-fn tool_choice(raw: &RawValue) -> Result<Value, ApiError> {
+fn tool_choice(raw: Raw<'_>) -> Result<Value, ApiError> {
     const PATH: &str = "tool_choice";
     match Kind::of(raw) {
         Kind::String => Ok(json!(one_of(PATH, raw, &["auto", "none", "required"])?)),
@@ -435,7 +435,7 @@ fn tool_choice(raw: &RawValue) -> Result<Value, ApiError> {
 }
 
 /// `text.format` as chat's `response_format`; `None` for plain text (the engine's default).
-fn response_format(raw: &RawValue) -> Result<Option<Value>, ApiError> {
+fn response_format(raw: Raw<'_>) -> Result<Option<Value>, ApiError> {
     let fields = object("text", raw)?;
     let Some(format) = field(&fields, "format") else {
         return Ok(None);
