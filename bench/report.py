@@ -65,6 +65,8 @@ p("|---|---:|---:|---:|---:|---:|---:|---|")
 for label, d, n, o in (
     ("chat, JSON answer", "direct", "nginx", "ours"),
     ("chat, SSE answer (6 events)", "sdirect", "snginx", "sours"),
+    (f"chat, JSON answer, {R.get('big_body_kb', '?')} kB request (32 messages)",
+     "bdirect", "bnginx", "bours"),
 ):
     vd, vn, vo = num(f"rps_{d}"), num(f"rps_{n}"), num(f"rps_{o}")
     errs = "/".join(R.get(f"rps_err_{k}", "?") for k in (d, n, o))
@@ -87,6 +89,7 @@ p("|---|---:|---:|---:|---:|---:|")
 for label, n, o in (
     ("chat, JSON answer", "nginx", "ours"),
     ("chat, SSE answer (6 events)", "snginx", "sours"),
+    (f"chat, JSON answer, {R.get('big_body_kb', '?')} kB request", "bnginx", "bours"),
     ("chat, JSON, ours with RUST_LOG=warn", None, "ours_warn"),
     ("chat, JSON, the no-op relay in ours' place", "nginx", "relay"),
 ):

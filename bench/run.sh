@@ -157,6 +157,13 @@ BODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m"}'
 SBODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m","stream":true}'
 AZ_PATH='/chat/completions?api-version=2024-05-01-preview'
 OAI_PATH='/v1/chat/completions'
+# A long conversation (32 messages, about 64 kB), as real chat requests with context are: what
+# the proxy checks grows with the body, what nginx does barely does.
+BIG_BODY=$(python3 -c '
+import json
+text = " ".join(["the quick brown fox jumps over the lazy dog, \"quoted\" and caf\u00e9"] * 30)
+msgs = [{"role": ("user", "assistant")[i % 2], "content": f"{i}: {text}"} for i in range(32)]
+print(json.dumps({"messages": msgs, "temperature": 0.5, "max_tokens": 100}))')
 MODELS_JSON='{"object":"list","data":[{"id":"m","object":"model","owned_by":"vllm"}]}'
 CHAT_JSON='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}'
 sse_event() { # content, finish_reason (JSON), role part
@@ -392,6 +399,12 @@ run_wrk direct "$D:$UP_JSON$OAI_PATH" "$BODY"
 run_wrk nginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER"
 run_wrk ours "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
 run_wrk relay "$D:$RL_JSON$OAI_PATH" "$BODY" "$RELAY_JSON_PID"
+log "max throughput, $((${#BIG_BODY} / 1024)) kB requests"
+put big_body_kb "$((${#BIG_BODY} / 1024))"
+check_ok "$D:$OURS$AZ_PATH" "$BIG_BODY"
+run_wrk bdirect "$D:$UP_JSON$OAI_PATH" "$BIG_BODY"
+run_wrk bnginx "$D:$NG_JSON$OAI_PATH" "$BIG_BODY" "$NGINX_WORKER"
+run_wrk bours "$D:$OURS$AZ_PATH" "$BIG_BODY" "$OUR_PID"
 
 log "latency at a fixed $RATE req/s (oha, open loop, latency correction)"
 run_oha direct "$D:$UP_JSON$OAI_PATH"

@@ -225,7 +225,7 @@ pub async fn json_request(
         Ok(a) => a,
         Err(e) => return Err(explain_refusal(&target, op, e).await),
     };
-    let mut response = if encoding == Encoding::Float {
+    let (mut response, usage) = if encoding == Encoding::Float {
         // The response reports the deployment's model when it has another name than the engine's.
         let report_model = (target.deployment != target.model).then(|| target.deployment.clone());
         let options = forward::RelayJson {
@@ -238,16 +238,11 @@ pub async fn json_request(
     } else {
         let floats = answer.read_all().await?;
         let usage = crate::metrics::find_usage(&floats);
-        let mut r = json_response(embeddings::encode_response(&floats, encoding)?);
-        if let Some(u) = usage {
-            r.extensions_mut().insert(u);
-        }
-        r
+        (
+            json_response(embeddings::encode_response(&floats, encoding)?),
+            usage,
+        )
     };
-    let usage = response
-        .extensions()
-        .get::<crate::metrics::Usage>()
-        .copied();
     response
         .extensions_mut()
         .insert(crate::telemetry::Forwarded {

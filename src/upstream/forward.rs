@@ -81,8 +81,12 @@ type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Er
 
 /// The client's response for a JSON operation: streams are normalised as they come; a complete
 /// answer is read (bounded), checked to be JSON (else 502), and sent as its own bytes, or as an
-/// event stream when the client asked for one and the engine ignored `stream`.
-pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, ApiError> {
+/// event stream when the client asked for one and the engine ignored `stream`. A complete
+/// answer's token counts come back beside the response, for the metrics and the access log.
+pub async fn relay_json(
+    answer: Answer,
+    options: RelayJson,
+) -> Result<(Response, Option<crate::metrics::Usage>), ApiError> {
     let Answer {
         response,
         in_flight,
@@ -103,7 +107,7 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
             let _held = &in_flight;
             item
         });
-        return Ok(sse_response(stream));
+        return Ok((sse_response(stream), None));
     }
     let status = response.status();
     let mut body = read_whole(response, idle_timeout, max_body).await?;
@@ -127,23 +131,18 @@ pub async fn relay_json(answer: Answer, options: RelayJson) -> Result<Response, 
         }
         if options.wants_stream {
             let events = crate::translate::sse::completion_as_events(&value).ok_or_else(invalid)?;
-            return Ok(sse_response(futures_util::stream::once(async move {
-                Ok::<_, std::io::Error>(events)
-            })));
+            let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(events) });
+            return Ok((sse_response(stream), peek.usage));
         }
         body = Bytes::from(serde_json::to_vec(&value).map_err(|_| invalid())?);
     }
-    let usage = peek.usage;
     let mut out = Response::new(Body::from(body));
-    if let Some(u) = usage {
-        out.extensions_mut().insert(u);
-    }
     *out.status_mut() = status;
     out.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(out)
+    Ok((out, peek.usage))
 }
 
 /// What one parse of a complete answer tells.
