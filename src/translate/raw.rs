@@ -78,6 +78,19 @@ fn special_bytes(x: u64) -> u64 {
     quote | backslash | control
 }
 
+/// Where the first control character in `run` is.
+fn first_control(run: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for chunk in run.chunks(64) {
+        // No early exit inside a chunk, so that the test is done sixteen or more bytes at once.
+        if chunk.iter().fold(0u8, |any, &c| any | u8::from(c < 0x20)) != 0 {
+            return chunk.iter().position(|&c| c < 0x20).map(|n| at + n);
+        }
+        at += chunk.len();
+    }
+    None
+}
+
 /// Checks that `bytes` hold exactly one JSON value (with optional whitespace around it) and
 /// calls `member(key, value)` with the byte ranges of each member when that value is an
 /// object: the key's range includes its quotes. Bytes of 0x80 and above are taken as they
@@ -241,8 +254,11 @@ impl Scanner<'_> {
         let b = self.b;
         let mut i = self.i + 1;
         loop {
-            // The runs of plain text in prompts are the hot loop of the whole check: eight
-            // bytes at a time, then byte by byte near the end.
+            // The runs of plain text in prompts are the hot loop of the whole check. Short
+            // strings (names, roles) end within a word or two, read eight bytes at a time; a
+            // longer run goes to memchr's vector search for the next quote or backslash, and is
+            // then checked for control characters in one pass that the compiler vectorises.
+            let mut words = 0;
             while let Some(word) = b.get(i..i + 8) {
                 let mut eight = [0u8; 8];
                 eight.copy_from_slice(word);
@@ -252,6 +268,12 @@ impl Scanner<'_> {
                     break;
                 }
                 i += 8;
+                words += 1;
+                if words == 2 {
+                    let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |n| i + n);
+                    i += first_control(&b[i..end]).unwrap_or(end - i);
+                    break;
+                }
             }
             while let Some(&c) = b.get(i) {
                 if STRING_CLASS[usize::from(c)] != 0 {
@@ -689,6 +711,24 @@ mod tests {
     }
 
     #[test]
+    fn long_strings_are_checked_to_their_end() {
+        let long = "x".repeat(300);
+        for (doc, good) in [
+            (format!("[\"{long}\"]"), true),
+            (format!("[\"{long}\\n{long}\"]"), true),
+            (format!("[\"{long}\u{1}{long}\"]"), false),
+            (format!("[\"{long}{long}\u{1f}\"]"), false),
+            (format!("[\"{long}"), false),
+            (format!("[\"{long}\\q\"]"), false),
+        ] {
+            assert_eq!(ok(&doc), good, "{}", doc.len());
+            assert_eq!(ok(&doc), serde_accepts(doc.as_bytes()));
+        }
+        let e = scan(format!("[\"{long}\u{1}\"]").as_bytes(), |_, _| {}).unwrap_err();
+        assert_eq!(e.offset, 302);
+    }
+
+    #[test]
     fn errors_say_where() {
         let e = scan(b"{\"a\":1,\n \"b\" 2}", |_, _| {}).unwrap_err();
         assert_eq!(e.to_string(), "expected `:` at line 2 column 6");
@@ -759,6 +799,8 @@ mod tests {
             any::<f64>().prop_map(|f| f.to_string()),
             "\"([a-z \\\\\"\u{e9}\u{1}]|\\\\u[0-9a-fA-F]{4}|\\\\[nrt/bfx])*\"",
             Just("1e5".to_string()),
+            // Long enough for the vector search, now and then with a control character.
+            "\"([a-z \u{e9}]{0,40}(\\\\[n\"]|\u{1}|\u{1f})?){1,4}\"",
         ];
         let value = leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
