@@ -23,7 +23,8 @@ pub fn chat(body: &JsonBody<'_>, engine: Engine) -> Result<Vec<(&'static str, St
     }
 
     if let Some(raw) = body.get_non_null("messages") {
-        if let Some(messages) = adapt_messages(raw, caps, engine)? {
+        let has_null = body.has_null_in("messages");
+        if let Some(messages) = adapt_messages(raw, has_null, caps, engine)? {
             set.push(("messages", messages));
         }
     }
@@ -41,14 +42,17 @@ pub fn chat(body: &JsonBody<'_>, engine: Engine) -> Result<Vec<(&'static str, St
 /// null-valued optional fields (LangChain's `"name": null`) dropped.
 fn adapt_messages(
     raw: Raw<'_>,
+    has_null: bool,
     caps: Capabilities,
     engine: Engine,
 ) -> Result<Option<String>, ApiError> {
-    // An engine that takes every shape needs only the null fields dropped: found by walking
-    // the checked text, without building the messages.
+    // An engine that takes every shape needs only the null fields dropped: none when the check
+    // saw no null in the messages, else found by walking them, without building them.
     let no_null_fields = || {
-        raw.elements()
-            .all(|m| m.members().all(|(k, v)| !v.is_null() || k == "content"))
+        !has_null
+            || raw
+                .elements()
+                .all(|m| m.members().all(|(k, v)| !v.is_null() || k == "content"))
     };
     if caps.content_parts && caps.null_content && caps.developer_role && no_null_fields() {
         return Ok(None);

@@ -16,6 +16,8 @@ use crate::translate::raw::{self, Raw, SyntaxError};
 #[derive(Debug)]
 pub struct JsonBody<'a> {
     fields: Vec<(Cow<'a, str>, Raw<'a>)>,
+    /// The values that hold a `null` somewhere.
+    nulls: Vec<Raw<'a>>,
 }
 
 impl<'a> JsonBody<'a> {
@@ -33,8 +35,13 @@ impl<'a> JsonBody<'a> {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| not_json(SyntaxError::at(bytes, e.valid_up_to(), "invalid UTF-8")))?;
         let mut fields = Vec::with_capacity(8);
-        raw::scan(bytes, |key, value| {
-            fields.push((raw::unquote(&text[key]), Raw::checked(&text[value])));
+        let mut nulls = Vec::new();
+        raw::scan(bytes, |m| {
+            let value = Raw::checked(&text[m.value]);
+            fields.push((raw::unquote(&text[m.key]), value));
+            if m.has_null {
+                nulls.push(value);
+            }
         })
         .map_err(not_json)?;
         let kind = match bytes.trim_ascii_start().first() {
@@ -57,12 +64,18 @@ impl<'a> JsonBody<'a> {
                 )));
             }
         }
-        Ok(JsonBody { fields })
+        Ok(JsonBody { fields, nulls })
     }
 
     /// The raw value of field `name`, if present.
     pub fn get(&self, name: &str) -> Option<Raw<'a>> {
         self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+
+    /// Whether the value of field `name` has a `null` anywhere in it.
+    pub fn has_null_in(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|v| self.nulls.iter().any(|n| std::ptr::eq(n.get(), v.get())))
     }
 
     /// The raw value of field `name`, treating an explicit `null` as absent.
@@ -170,6 +183,20 @@ mod tests {
             assert!(!err.is_empty(), "{bad:?} should be rejected");
         }
         assert!(JsonBody::parse(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn nulls_inside_values_are_known_without_reading_them_again() {
+        let mut body =
+            parse(r#"{"a":[1,{"b":null}],"c":"null","d":null,"e":{"f":[true]}}"#).unwrap();
+        assert!(body.has_null_in("a"));
+        assert!(!body.has_null_in("c"));
+        assert!(body.has_null_in("d"));
+        assert!(!body.has_null_in("e"));
+        assert!(!body.has_null_in("missing"));
+        assert!(body.remove("a"));
+        assert!(!body.has_null_in("a"));
+        assert!(body.has_null_in("d"));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use crate::translate::body::JsonBody;
 use crate::translate::json::{
     self, array, expect_kind, field, integer, missing, object, one_of, string, Kind, Path,
 };
-use crate::translate::raw::{Elements, Raw};
+use std::borrow::Cow;
+
+use crate::translate::raw::Raw;
 
 /// Top-level fields of ChatCompletionsOptions in the Model Inference spec, in the order they
 /// arrived: the 2024-04-01-preview draft's twelve, then `model` (2024-05-01-preview),
@@ -57,27 +59,23 @@ pub struct ChatRequest {
 }
 
 /// The `messages` array, which every chat request needs and which must not be empty.
-fn messages<'a>(body: &JsonBody<'a>) -> Result<Elements<'a>, ApiError> {
+fn messages<'a>(body: &JsonBody<'a>) -> Result<Raw<'a>, ApiError> {
     let raw = body
         .get_non_null("messages")
         .ok_or_else(|| missing("messages"))?;
-    let messages = array("messages", raw)?;
-    if messages.is_empty() {
+    if array("messages", raw)?.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
             "'messages' must contain at least one message.",
         ));
     }
-    Ok(messages)
+    Ok(raw)
 }
 
 /// Checks a chat completions body against the spec's shapes.
 pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
     let messages = messages(body)?;
-    let top = Path::Top("messages");
-    for (i, m) in messages.enumerate() {
-        check_message(&top.index(i), m)?;
-    }
+    json::each_object(&Path::Top("messages"), messages, check_message)?;
 
     let mut stream = false;
     for name in body.names() {
@@ -121,17 +119,14 @@ pub fn check(body: &JsonBody<'_>) -> Result<ChatRequest, ApiError> {
 /// (other roles and part types, `functions`, `n`, ...): a non-empty `messages` array of
 /// objects with a string `role`; the engine judges the rest.
 pub fn check_basic(body: &JsonBody<'_>) -> Result<(), ApiError> {
-    let messages = messages(body)?;
-    let top = Path::Top("messages");
-    for (i, m) in messages.enumerate() {
-        let path = top.index(i);
-        let fields = object(&path, m)?;
+    json::each_object(&Path::Top("messages"), messages(body)?, |path, fields| {
         let role_path = path.field("role");
         string(
             &role_path,
-            field(&fields, "role").ok_or_else(|| missing(&role_path))?,
-        )?;
-    }
+            field(fields, "role").ok_or_else(|| missing(&role_path))?,
+        )
+        .map(drop)
+    })?;
     if let Some(s) = body.get_non_null("stream") {
         expect_kind("stream", s, &[Kind::Bool])?;
     }
@@ -150,12 +145,11 @@ pub fn check_completions(body: &JsonBody<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_message(path: &Path<'_>, raw: Raw<'_>) -> Result<(), ApiError> {
-    let fields = object(path, raw)?;
+fn check_message(path: &Path<'_>, fields: &[(Cow<'_, str>, Raw<'_>)]) -> Result<(), ApiError> {
     let role_path = path.field("role");
-    let role = field(&fields, "role").ok_or_else(|| missing(&role_path))?;
+    let role = field(fields, "role").ok_or_else(|| missing(&role_path))?;
     let role = one_of(&role_path, role, ROLES)?;
-    let content = field(&fields, "content");
+    let content = field(fields, "content");
     let content_path = path.field("content");
     match role.as_ref() {
         "user" => {
@@ -170,7 +164,7 @@ fn check_message(path: &Path<'_>, raw: Raw<'_>) -> Result<(), ApiError> {
             if let Some(content) = content {
                 check_content(&content_path, content, &["text"])?;
             }
-            if let Some(calls) = field(&fields, "tool_calls") {
+            if let Some(calls) = field(fields, "tool_calls") {
                 check_tool_calls(&path.field("tool_calls"), calls)?;
             } else if content.is_none() {
                 return Err(ApiError::invalid_param(
@@ -186,7 +180,7 @@ fn check_message(path: &Path<'_>, raw: Raw<'_>) -> Result<(), ApiError> {
             let id_path = path.field("tool_call_id");
             string(
                 &id_path,
-                field(&fields, "tool_call_id").ok_or_else(|| missing(&id_path))?,
+                field(fields, "tool_call_id").ok_or_else(|| missing(&id_path))?,
             )?;
         }
     }
@@ -198,22 +192,25 @@ fn check_content(path: &Path<'_>, raw: Raw<'_>, types: &[&str]) -> Result<(), Ap
     if Kind::of(raw) == Kind::String {
         return Ok(());
     }
-    let parts = array(path, raw)
-        .map_err(|_| json::wrong_kind(path, "a string or an array of content parts", raw))?;
-    for (i, part) in parts.enumerate() {
-        let part_path = path.index(i);
-        let fields = object(&part_path, part)?;
+    if Kind::of(raw) != Kind::Array {
+        return Err(json::wrong_kind(
+            path,
+            "a string or an array of content parts",
+            raw,
+        ));
+    }
+    json::each_object(path, raw, |part_path, fields| {
         let type_path = part_path.field("type");
-        let kind = field(&fields, "type").ok_or_else(|| missing(&type_path))?;
+        let kind = field(fields, "type").ok_or_else(|| missing(&type_path))?;
         let kind = one_of(&type_path, kind, types)?;
         match kind.as_ref() {
             "text" => {
                 let p = part_path.field("text");
-                string(&p, field(&fields, "text").ok_or_else(|| missing(&p))?)?;
+                string(&p, field(fields, "text").ok_or_else(|| missing(&p))?)?;
             }
             "image_url" => {
                 let p = part_path.field("image_url");
-                let image = object(&p, field(&fields, "image_url").ok_or_else(|| missing(&p))?)?;
+                let image = object(&p, field(fields, "image_url").ok_or_else(|| missing(&p))?)?;
                 let url_path = p.field("url");
                 string(
                     &url_path,
@@ -225,7 +222,7 @@ fn check_content(path: &Path<'_>, raw: Raw<'_>, types: &[&str]) -> Result<(), Ap
             }
             "audio_url" => {
                 let p = part_path.field("audio_url");
-                let audio = object(&p, field(&fields, "audio_url").ok_or_else(|| missing(&p))?)?;
+                let audio = object(&p, field(fields, "audio_url").ok_or_else(|| missing(&p))?)?;
                 let url_path = p.field("url");
                 string(
                     &url_path,
@@ -235,10 +232,7 @@ fn check_content(path: &Path<'_>, raw: Raw<'_>, types: &[&str]) -> Result<(), Ap
             _ => {
                 // "input_audio"
                 let p = part_path.field("input_audio");
-                let audio = object(
-                    &p,
-                    field(&fields, "input_audio").ok_or_else(|| missing(&p))?,
-                )?;
+                let audio = object(&p, field(fields, "input_audio").ok_or_else(|| missing(&p))?)?;
                 let data_path = p.field("data");
                 string(
                     &data_path,
@@ -252,8 +246,8 @@ fn check_content(path: &Path<'_>, raw: Raw<'_>, types: &[&str]) -> Result<(), Ap
                 )?;
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn check_tool_calls(path: &Path<'_>, raw: Raw<'_>) -> Result<(), ApiError> {

@@ -142,17 +142,45 @@ pub fn object<'a>(
     raw: Raw<'a>,
 ) -> Result<Vec<(Cow<'a, str>, Raw<'a>)>, ApiError> {
     expect_kind(path, raw, &[Kind::Object])?;
-    let mut fields: Vec<(Cow<'a, str>, Raw<'a>)> = Vec::with_capacity(4);
-    for (key, value) in raw.members() {
-        if fields.iter().any(|(k, _)| *k == key) {
+    let fields: Vec<(Cow<'a, str>, Raw<'a>)> = raw.members().collect();
+    no_repeats(path, &fields)?;
+    Ok(fields)
+}
+
+/// Calls `check` with the path and fields of each element of an array of objects, reading
+/// each element and its fields in one walk (the messages of a long conversation are the bulk
+/// of a request).
+pub fn each_object<'a>(
+    path: &Path<'_>,
+    raw: Raw<'a>,
+    mut check: impl FnMut(&Path<'_>, &[(Cow<'a, str>, Raw<'a>)]) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let mut elements = array(path, raw)?;
+    let mut fields = Vec::with_capacity(8);
+    let mut i = 0;
+    while let Some(element) = elements.next_with_members(&mut fields) {
+        let element_path = path.index(i);
+        expect_kind(&element_path, element, &[Kind::Object])?;
+        no_repeats(&element_path, &fields)?;
+        check(&element_path, &fields)?;
+        i += 1;
+    }
+    Ok(())
+}
+
+fn no_repeats(
+    path: &(impl Display + ?Sized),
+    fields: &[(Cow<'_, str>, Raw<'_>)],
+) -> Result<(), ApiError> {
+    for (i, (key, _)) in fields.iter().enumerate() {
+        if fields[..i].iter().any(|(k, _)| k == key) {
             return Err(ApiError::invalid_param(
                 path.to_string(),
                 format!("'{path}' has the field '{key}' more than once."),
             ));
         }
-        fields.push((key, value));
     }
-    Ok(fields)
+    Ok(())
 }
 
 /// Checks that `raw` is an integer (no fraction or exponent) within `min..=max`.

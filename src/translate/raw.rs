@@ -69,13 +69,58 @@ static STRING_CLASS: [u8; 256] = {
 /// backslash or a control character; the lowest set bit marks the first such byte exactly
 /// (bits above it may be false alarms, from borrows).
 fn special_bytes(x: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let quote = zero_in(x ^ (ONES * u64::from(b'"')));
-    let backslash = zero_in(x ^ (ONES * u64::from(b'\\')));
     let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-    quote | backslash | control
+    quote_or_backslash(x) | control
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Like [`special_bytes`], for quotes and backslashes only.
+fn quote_or_backslash(x: u64) -> u64 {
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    zero_in(x ^ (ONES * u64::from(b'"'))) | zero_in(x ^ (ONES * u64::from(b'\\')))
+}
+
+/// Where the next quote or backslash (and, with `controls`, control character) at or after
+/// `i` is, or the end of `b`. The runs of plain text in prompts are the hot loop of reading a
+/// body: eight bytes at a time in the word's registers, which also suits text dense with escapes
+/// (a call per escape costs more than the search); a run past 64 plain bytes goes to memchr's
+/// vector search for the next quote or backslash and is then checked for control characters in
+/// one pass that the compiler vectorises.
+#[inline(always)]
+fn next_special(b: &[u8], mut i: usize, controls: bool) -> usize {
+    const LONG_RUN: usize = 8;
+    let mut words = 0;
+    while let Some(word) = b.get(i..i + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let x = u64::from_le_bytes(eight);
+        let special = if controls {
+            special_bytes(x)
+        } else {
+            quote_or_backslash(x)
+        };
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+        words += 1;
+        if words == LONG_RUN {
+            let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |n| i + n);
+            if !controls {
+                return end;
+            }
+            return i + first_control(&b[i..end]).unwrap_or(end - i);
+        }
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || (controls && c < 0x20) {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Where the first control character in `run` is.
@@ -92,16 +137,24 @@ fn first_control(run: &[u8]) -> Option<usize> {
 }
 
 /// Checks that `bytes` hold exactly one JSON value (with optional whitespace around it) and
-/// calls `member(key, value)` with the byte ranges of each member when that value is an
-/// object: the key's range includes its quotes. Bytes of 0x80 and above are taken as they
+/// calls `member` with each [`Member`] when that value is an object. Bytes of 0x80 and above are taken as they
 /// are inside strings; callers that need UTF-8 check it first.
-pub fn scan(
-    bytes: &[u8],
-    mut member: impl FnMut(Range<usize>, Range<usize>),
-) -> Result<(), SyntaxError> {
+pub fn scan(bytes: &[u8], mut member: impl FnMut(Member)) -> Result<(), SyntaxError> {
     let mut s = Scanner { b: bytes, i: 0 };
     s.document(&mut member)
         .map_err(|what| SyntaxError::at(bytes, s.i, what))
+}
+
+/// One member of a document's top-level object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Where the key is, quotes included.
+    pub key: Range<usize>,
+    /// Where the value is.
+    pub value: Range<usize>,
+    /// Whether a `null` appears anywhere in the value (so that looking for null fields in a
+    /// large value can be skipped when there is none).
+    pub has_null: bool,
 }
 
 struct Scanner<'b> {
@@ -168,16 +221,18 @@ impl Scanner<'_> {
         Ok(key)
     }
 
-    fn document(&mut self, member: &mut impl FnMut(Range<usize>, Range<usize>)) -> Step {
+    fn document(&mut self, member: &mut impl FnMut(Member)) -> Step {
         let mut nest = Nesting { bits: 0, depth: 0 };
         // The key and value start of the top-level member being read.
         let mut key = 0..0;
         let mut value_start = 0;
+        let mut has_null = false;
         self.ws();
         loop {
             // At the start of a value.
             if nest.depth == 1 && nest.in_object() {
                 value_start = self.i;
+                has_null = false;
             }
             match self.peek() {
                 None => return Err("EOF while parsing a value"),
@@ -203,13 +258,20 @@ impl Scanner<'_> {
                 Some(b'-' | b'0'..=b'9') => self.number()?,
                 Some(b't') => self.literal(b"true")?,
                 Some(b'f') => self.literal(b"false")?,
-                Some(b'n') => self.literal(b"null")?,
+                Some(b'n') => {
+                    self.literal(b"null")?;
+                    has_null = true;
+                }
                 Some(_) => return Err("expected value"),
             }
             // After a value: close the containers it ends, until a comma asks for another.
             loop {
                 if nest.depth == 1 && nest.in_object() {
-                    member(key.clone(), value_start..self.i);
+                    member(Member {
+                        key: key.clone(),
+                        value: value_start..self.i,
+                        has_null,
+                    });
                 }
                 self.ws();
                 if nest.depth == 0 {
@@ -254,39 +316,20 @@ impl Scanner<'_> {
         let b = self.b;
         let mut i = self.i + 1;
         loop {
-            // The runs of plain text in prompts are the hot loop of the whole check. Short
-            // strings (names, roles) end within a word or two, read eight bytes at a time; a
-            // longer run goes to memchr's vector search for the next quote or backslash, and is
-            // then checked for control characters in one pass that the compiler vectorises.
-            let mut words = 0;
-            while let Some(word) = b.get(i..i + 8) {
-                let mut eight = [0u8; 8];
-                eight.copy_from_slice(word);
-                let special = special_bytes(u64::from_le_bytes(eight));
-                if special != 0 {
-                    i += (special.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-                words += 1;
-                if words == 2 {
-                    let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |n| i + n);
-                    i += first_control(&b[i..end]).unwrap_or(end - i);
-                    break;
-                }
-            }
-            while let Some(&c) = b.get(i) {
-                if STRING_CLASS[usize::from(c)] != 0 {
-                    break;
-                }
-                i += 1;
-            }
+            i = next_special(b, i, true);
             match b.get(i).map(|&c| STRING_CLASS[usize::from(c)]) {
                 Some(1) => {
                     self.i = i + 1;
                     return Ok(());
                 }
                 Some(2) => {
+                    // The usual escapes inline; `\u` and mistakes in the full reading.
+                    if let Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') =
+                        b.get(i + 1)
+                    {
+                        i += 2;
+                        continue;
+                    }
                     self.i = i;
                     self.escape()?;
                     i = self.i;
@@ -304,7 +347,6 @@ impl Scanner<'_> {
     }
 
     /// An escape, at its backslash.
-    #[cold]
     fn escape(&mut self) -> Step {
         self.i += 1;
         match self.peek() {
@@ -390,7 +432,7 @@ impl fmt::Debug for Raw<'_> {
 impl<'a> Raw<'a> {
     /// Checks `text` (one JSON value, whitespace around it allowed) and returns the value.
     pub fn parse(text: &'a str) -> Result<Raw<'a>, SyntaxError> {
-        scan(text.as_bytes(), |_, _| {})?;
+        scan(text.as_bytes(), |_| {})?;
         Ok(Raw(
             text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
         ))
@@ -434,13 +476,15 @@ struct Items<'a> {
     text: &'a str,
     /// Next byte to read; `None` once the closing bracket is reached.
     at: Option<usize>,
+    /// Once closed, where the closing bracket ends.
+    end: usize,
 }
 
 impl<'a> Items<'a> {
     fn open(text: &'a str, open: u8) -> Items<'a> {
         let b = text.as_bytes();
         let at = (b.first() == Some(&open)).then(|| skip_ws(b, 1));
-        let mut items = Items { text, at };
+        let mut items = Items { text, at, end: 0 };
         items.close_if_end();
         items
     }
@@ -449,20 +493,26 @@ impl<'a> Items<'a> {
         if let Some(i) = self.at {
             if matches!(self.text.as_bytes().get(i), Some(b']' | b'}') | None) {
                 self.at = None;
+                self.end = (i + 1).min(self.text.len());
             }
         }
     }
 
-    /// The next value (at `at`), moving past it and the comma after it.
-    fn value(&mut self, start: usize) -> Raw<'a> {
+    /// Moves past the comma after a value that ends at `end`.
+    fn after(&mut self, end: usize) {
         let b = self.text.as_bytes();
-        let end = value_end(b, start);
         let mut next = skip_ws(b, end);
         if b.get(next) == Some(&b',') {
             next = skip_ws(b, next + 1);
         }
         self.at = Some(next);
         self.close_if_end();
+    }
+
+    /// The next value (at `at`), moving past it and the comma after it.
+    fn value(&mut self, start: usize) -> Raw<'a> {
+        let end = value_end(self.text.as_bytes(), start);
+        self.after(end);
         Raw(&self.text[start..end])
     }
 }
@@ -471,10 +521,30 @@ impl<'a> Items<'a> {
 #[derive(Clone)]
 pub struct Elements<'a>(Items<'a>);
 
-impl Elements<'_> {
+impl<'a> Elements<'a> {
     /// Whether no elements are left.
     pub fn is_empty(&self) -> bool {
         self.0.at.is_none()
+    }
+
+    /// The next element, with `members` set to its members when it is an object (cleared
+    /// otherwise): one walk over the element, where reading it and then its members took two.
+    pub fn next_with_members(
+        &mut self,
+        members: &mut Vec<(Cow<'a, str>, Raw<'a>)>,
+    ) -> Option<Raw<'a>> {
+        members.clear();
+        let start = self.0.at?;
+        let text = self.0.text;
+        if text.as_bytes()[start] != b'{' {
+            return Some(self.0.value(start));
+        }
+        // The members of the text from here on stop at this object's closing brace.
+        let mut inner = Members(Items::open(&text[start..], b'{'));
+        members.extend(&mut inner);
+        let end = start + inner.0.end;
+        self.0.after(end);
+        Some(Raw(&text[start..end]))
     }
 }
 
@@ -517,15 +587,15 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// quote.
 fn string_end(b: &[u8], start: usize) -> usize {
     let mut i = start + 1;
-    while let Some(n) = memchr::memchr2(b'"', b'\\', &b[i.min(b.len())..]) {
-        i += n;
-        if b[i] == b'"' {
-            return i + 1;
+    loop {
+        i = next_special(b, i, false);
+        match b.get(i) {
+            Some(b'"') => return i + 1,
+            // A backslash and the byte it escapes (a `\u` escape's hex digits are plain).
+            Some(_) => i += 2,
+            None => return b.len(),
         }
-        // A backslash and the byte it escapes (a `\u` escape's hex digits are plain).
-        i += 2;
     }
-    b.len()
 }
 
 /// The bytes that matter when skipping a checked container: quotes and brackets.
@@ -642,7 +712,7 @@ mod tests {
     }
 
     fn ok(s: &str) -> bool {
-        scan(s.as_bytes(), |_, _| {}).is_ok()
+        scan(s.as_bytes(), |_| {}).is_ok()
     }
 
     #[test]
@@ -724,13 +794,20 @@ mod tests {
             assert_eq!(ok(&doc), good, "{}", doc.len());
             assert_eq!(ok(&doc), serde_accepts(doc.as_bytes()));
         }
-        let e = scan(format!("[\"{long}\u{1}\"]").as_bytes(), |_, _| {}).unwrap_err();
+        let e = scan(format!("[\"{long}\u{1}\"]").as_bytes(), |_| {}).unwrap_err();
         assert_eq!(e.offset, 302);
+        // Skipping long strings, with escapes dense and sparse, finds the same ends.
+        let doc = format!(
+            r#"[ "{long}", "{long}\"{long}\\", "a\"b\\\"c\u00e9{long}\n", {{"k{long}": "v"}} ]"#
+        );
+        let want: Vec<&serde_json::value::RawValue> = serde_json::from_str(&doc).unwrap();
+        let got: Vec<&str> = Raw::parse(&doc).unwrap().elements().map(Raw::get).collect();
+        assert_eq!(got, want.iter().map(|r| r.get()).collect::<Vec<_>>());
     }
 
     #[test]
     fn errors_say_where() {
-        let e = scan(b"{\"a\":1,\n \"b\" 2}", |_, _| {}).unwrap_err();
+        let e = scan(b"{\"a\":1,\n \"b\" 2}", |_| {}).unwrap_err();
         assert_eq!(e.to_string(), "expected `:` at line 2 column 6");
         assert_eq!(e.offset, 13);
     }
@@ -739,7 +816,10 @@ mod tests {
     fn top_members_are_reported() {
         let doc = br#" {"a" : 1 , "b\"c":{"x":[1]},"d":"s"} "#;
         let mut seen = Vec::new();
-        scan(doc, |k, v| seen.push((doc[k].to_vec(), doc[v].to_vec()))).unwrap();
+        scan(doc, |m| {
+            seen.push((doc[m.key].to_vec(), doc[m.value].to_vec()))
+        })
+        .unwrap();
         let seen: Vec<(String, String)> = seen
             .into_iter()
             .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
@@ -766,6 +846,29 @@ mod tests {
         assert_eq!(members[0].0, "kA");
         assert_eq!(members[0].1.as_str().unwrap(), "v\"}");
         assert_eq!(members[1].1.get(), r#"[1,{"x":"]"}]"#);
+        // Elements with their members in one walk agree with the two walks.
+        let mut walk = raw.elements();
+        let mut members = Vec::new();
+        let mut seen = Vec::new();
+        while let Some(item) = walk.next_with_members(&mut members) {
+            assert_eq!(members, item.members().collect::<Vec<_>>());
+            seen.push(item);
+        }
+        assert_eq!(seen, items);
+        let objects = Raw::parse(r#"[{}, { "a" : {"b":"}"} } ,{"c":[1]}]"#).unwrap();
+        let mut walk = objects.elements();
+        let mut got = Vec::new();
+        while let Some(item) = walk.next_with_members(&mut members) {
+            got.push((item.get(), members.len()));
+        }
+        assert_eq!(
+            got,
+            [
+                ("{}", 0),
+                (r#"{ "a" : {"b":"}"} }"#, 1),
+                (r#"{"c":[1]}"#, 1)
+            ]
+        );
         assert_eq!(Raw::parse("[]").unwrap().elements().count(), 0);
         assert_eq!(Raw::parse("{ }").unwrap().members().count(), 0);
         assert_eq!(Raw::parse("3").unwrap().elements().count(), 0);
@@ -863,6 +966,14 @@ mod tests {
                 let got: Vec<&str> = raw.elements().map(Raw::get).collect();
                 let want: Vec<&str> = want.iter().map(|r| r.get()).collect();
                 prop_assert_eq!(got, want);
+                let mut walk = raw.elements();
+                let mut members = Vec::new();
+                let mut one_walk = Vec::new();
+                while let Some(item) = walk.next_with_members(&mut members) {
+                    prop_assert_eq!(&members, &item.members().collect::<Vec<_>>());
+                    one_walk.push(item.get());
+                }
+                prop_assert_eq!(one_walk, raw.elements().map(Raw::get).collect::<Vec<_>>());
             }
             if let Ok(want) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&doc) {
                 // Members in order, with decoded keys and values equal to serde_json's.

@@ -179,8 +179,8 @@ fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxE
     let mut seen = [false; 5];
     let mut repeated = false;
     let mut usage = None;
-    crate::translate::raw::scan(body, |key, value| {
-        let key = &body[key];
+    crate::translate::raw::scan(body, |member| {
+        let key = &body[member.key];
         let name = key.get(1..key.len() - 1).unwrap_or_default();
         let i = if name.contains(&b'\\') {
             let decoded = std::str::from_utf8(key).map(crate::translate::raw::unquote);
@@ -190,7 +190,7 @@ fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxE
         };
         let Some(i) = i else { return };
         repeated |= std::mem::replace(&mut seen[i], true);
-        let value = &body[value];
+        let value = &body[member.value];
         peek.present[i] = value != b"null";
         if i == 4 {
             usage = Some(value);
