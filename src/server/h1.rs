@@ -915,7 +915,15 @@ impl Decoder {
                 let n = (*left).min(buf.len() as u64);
                 *left -= n;
                 // `n` is at most the buffer's length.
-                Ok(Decoded::Chunk(buf.split_to(n as usize).freeze()))
+                let chunk = buf.split_to(n as usize).freeze();
+                if chunk.len() > BODY_READ_SPACE {
+                    // What is left of the buffer shares the body's allocation and would keep
+                    // it alive while the connection idles: the rest moves to a buffer of its own.
+                    let rest = buf.split();
+                    *buf = BytesMut::with_capacity(READ_SPACE.max(rest.len()));
+                    buf.extend_from_slice(&rest);
+                }
+                Ok(Decoded::Chunk(chunk))
             }
             Decoder::Chunked(state) => loop {
                 match *state {
@@ -1064,6 +1072,32 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_length_body_is_handed_over_whole_and_lets_go_of_its_buffer() {
+        let size = 200_000;
+        let mut d = Decoder::Length(size as u64);
+        let mut buf = BytesMut::new();
+        assert_eq!(d.whole_left(&buf), Some(size));
+        // Arriving in pieces: nothing is handed over until the whole body is there.
+        buf.reserve(size + 64);
+        for piece in 0..4 {
+            buf.extend_from_slice(&vec![b'a' + piece; size / 4]);
+            if piece < 3 {
+                assert!(matches!(d.decode(&mut buf), Ok(Decoded::More)));
+            }
+        }
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let Ok(Decoded::Chunk(body)) = d.decode(&mut buf) else {
+            panic!("the whole body should be one chunk");
+        };
+        assert_eq!(body.len(), size);
+        assert_eq!(&body[size - 1..], b"d");
+        // The pipelined request stays, in a buffer of its own.
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n\r\n");
+        assert!(buf.capacity() <= 2 * READ_SPACE, "{}", buf.capacity());
+        assert!(matches!(d.decode(&mut buf), Ok(Decoded::End)));
     }
 
     #[test]
