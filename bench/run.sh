@@ -2,7 +2,7 @@
 # Benchmark: azure-openai-proxy against a direct connection and against nginx
 # as a plain reverse proxy, all on this machine. See docs/benchmarks.md.
 #
-#   bench/run.sh          full run (about 3-4 minutes once the tools are installed)
+#   bench/run.sh          full run (about 6 minutes once the tools are installed)
 #   bench/run.sh quick    short run (about 1 minute)
 #
 # Environment:

@@ -40,8 +40,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .flat_map(|u| u.urls.clone())
         .collect();
     let state = AppState::new(config)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = server::listen(listen)
         .map_err(|e| format!("--host/--port: cannot listen on {listen}: {e}"))?;
     if open {
         tracing::warn!(
@@ -65,8 +64,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     state.pool.spawn_health_checks();
     if let Some(addr) = state.config.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = server::listen(addr)
             .map_err(|e| format!("--metrics-port: cannot listen on {addr}: {e}"))?;
         tracing::info!(%addr, "metrics listening (no key needed)");
         let metrics_app = axum::Router::new()

@@ -18,10 +18,28 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 pub use body::{BodyError, RequestBody};
+
+/// Connections the kernel queues before the proxy accepts them (capped by
+/// `net.core.somaxconn`). std's default of 128 makes a burst of new clients beyond it wait a
+/// second or more for their SYN to be sent again.
+const BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with a deep accept queue.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std's bind does: a restarted proxy can listen again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// Limits on what a client may send before its request reaches the router.
 #[derive(Debug, Clone, Copy)]
@@ -191,5 +209,32 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of connections larger than std's backlog of 128 is queued at once, not left to
+    /// SYN retries (kernels since 5.4 allow 4096 by default).
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_accept_queue() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects: Vec<_> = (0..300)
+            .map(|_| {
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_millis(500),
+                    TcpStream::connect(addr),
+                ))
+            })
+            .collect();
+        let mut open = Vec::new();
+        for c in connects {
+            open.push(c.await.unwrap().expect("connect waited").unwrap());
+        }
+        assert_eq!(open.len(), 300);
+        drop(listener);
     }
 }
