@@ -92,6 +92,18 @@ fn quote_or_backslash(x: u64) -> u64 {
 fn next_special(b: &[u8], mut i: usize, controls: bool) -> usize {
     const LONG_RUN: usize = 8;
     let mut words = 0;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while let Some(sixteen) = b.get(i..i + 16) {
+        let special = sse2::special(sixteen, controls);
+        if special != 0 {
+            return i + special.trailing_zeros() as usize;
+        }
+        i += 16;
+        words += 2;
+        if words >= LONG_RUN {
+            return long_run(b, i, controls);
+        }
+    }
     while let Some(word) = b.get(i..i + 8) {
         let mut eight = [0u8; 8];
         eight.copy_from_slice(word);
@@ -106,12 +118,8 @@ fn next_special(b: &[u8], mut i: usize, controls: bool) -> usize {
         }
         i += 8;
         words += 1;
-        if words == LONG_RUN {
-            let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |n| i + n);
-            if !controls {
-                return end;
-            }
-            return i + first_control(&b[i..end]).unwrap_or(end - i);
+        if words >= LONG_RUN {
+            return long_run(b, i, controls);
         }
     }
     while let Some(&c) = b.get(i) {
@@ -121,6 +129,46 @@ fn next_special(b: &[u8], mut i: usize, controls: bool) -> usize {
         i += 1;
     }
     i
+}
+
+/// `next_special` for a long run of plain text: memchr's vector search for the next quote or
+/// backslash, then one vectorised pass for control characters before it.
+fn long_run(b: &[u8], i: usize, controls: bool) -> usize {
+    let end = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |n| i + n);
+    if !controls {
+        return end;
+    }
+    i + first_control(&b[i..end]).unwrap_or(end - i)
+}
+
+/// Sixteen bytes at once with SSE2, which every x86-64 CPU has.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse2 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+
+    /// A mask with bit `k` set when byte `k` of `sixteen` (exactly 16 bytes) is a quote or a
+    /// backslash, or with `controls` a control character.
+    #[inline(always)]
+    pub(super) fn special(sixteen: &[u8], controls: bool) -> u32 {
+        assert!(sixteen.len() == 16);
+        // SAFETY: the build enables SSE2 (the cfg on this module), and the one load reads the
+        // 16 bytes of `sixteen`, checked above; unaligned loads are allowed.
+        unsafe {
+            let v = _mm_loadu_si128(sixteen.as_ptr().cast());
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            let mut m = _mm_or_si128(quote, backslash);
+            if controls {
+                // c < 0x20 (unsigned) exactly when min(c, 0x1f) == c.
+                let low = _mm_set1_epi8(0x1f);
+                m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_min_epu8(v, low), v));
+            }
+            _mm_movemask_epi8(m) as u32
+        }
+    }
 }
 
 /// Where the first control character in `run` is.
@@ -952,6 +1000,23 @@ mod tests {
             let special = special_bytes(u64::from_le_bytes(bytes));
             let found = (special != 0).then(|| (special.trailing_zeros() / 8) as usize);
             prop_assert_eq!(found, first);
+        }
+
+        #[test]
+        fn every_search_finds_the_first_special_byte(
+            bytes in prop::collection::vec(prop_oneof![
+                8 => Just(b'a'), 1 => Just(b'"'), 1 => Just(b'\\'), 1 => Just(0x1f),
+                1 => Just(0x20), 1 => Just(0x80), 1 => Just(0xff), 1 => Just(0u8)], 0..300),
+            from in 0usize..40,
+        ) {
+            let from = from.min(bytes.len());
+            for controls in [false, true] {
+                let want = bytes[from..]
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\' || (controls && c < 0x20))
+                    .map_or(bytes.len(), |n| from + n);
+                prop_assert_eq!(next_special(&bytes, from, controls), want);
+            }
         }
 
         #[test]
