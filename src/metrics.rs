@@ -388,8 +388,12 @@ impl Usage {
     /// present, are non-negative integers, each given once).
     pub fn from_json(value: &[u8]) -> Option<Usage> {
         let text = std::str::from_utf8(value).ok()?;
-        let raw = crate::translate::raw::Raw::parse(text).ok()?;
-        if !text.starts_with('{') {
+        Usage::from_raw(crate::translate::raw::Raw::parse(text).ok()?)
+    }
+
+    /// Like [`Usage::from_json`], for a value already checked.
+    pub fn from_raw(raw: crate::translate::raw::Raw<'_>) -> Option<Usage> {
+        if !raw.get().starts_with('{') {
             return None;
         }
         let (mut prompt, mut completion) = (None, None);

@@ -200,7 +200,11 @@ fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxE
         // An object that repeats one of these fields: valid JSON, passed on as it is.
         return Ok(AnswerPeek::default());
     }
-    peek.usage = usage.and_then(crate::metrics::Usage::from_json);
+    // The usage was checked with the answer: read, not checked again.
+    peek.usage = usage
+        .and_then(|u| std::str::from_utf8(u).ok())
+        .map(crate::translate::raw::Raw::checked)
+        .and_then(crate::metrics::Usage::from_raw);
     Ok(peek)
 }
 
