@@ -424,12 +424,24 @@ pub fn mentions_usage(bytes: &[u8]) -> bool {
 
 /// Finds a non-null `usage` object in one JSON document (an answer, or one event of a stream).
 pub fn find_usage(json: &[u8]) -> Option<Usage> {
+    use crate::translate::raw::{scan, unquote, Raw};
     USAGE.find(json)?;
-    #[derive(serde::Deserialize)]
-    struct WithUsage {
-        usage: Option<Usage>,
+    let (mut usage, mut repeated) = (None, false);
+    scan(json, |m| {
+        let key = &json[m.key];
+        let is_usage = key == b"\"usage\""
+            || (key.contains(&b'\\')
+                && std::str::from_utf8(key).is_ok_and(|k| unquote(k) == "usage"));
+        if is_usage {
+            repeated |= usage.replace(m.value).is_some();
+        }
+    })
+    .ok()?;
+    let value = &json[usage.filter(|_| !repeated)?];
+    if value == b"null" {
+        return None;
     }
-    serde_json::from_slice::<WithUsage>(json).ok()?.usage
+    Usage::from_raw(Raw::checked(std::str::from_utf8(value).ok()?))
 }
 
 #[cfg(test)]
@@ -488,6 +500,14 @@ mod tests {
         assert_eq!(find_usage(br#"{"choices":[],"usage":null}"#), None);
         assert_eq!(find_usage(br#"{"choices":[]}"#), None);
         assert_eq!(find_usage(b"not json \"usage\""), None);
+        // As serde_json reads a struct with one `usage` field: a repeated one is an error, a
+        // nested one is not the document's.
+        assert_eq!(find_usage(br#"{"usage":{},"usage":{}}"#), None);
+        assert_eq!(find_usage(br#"{"x":{"usage":{"prompt_tokens":1}}}"#), None);
+        assert_eq!(
+            find_usage(br#"{"usage":{"prompt_tokens":1},"choices":[1,}"#),
+            None
+        );
     }
 
     #[test]
