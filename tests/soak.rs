@@ -92,13 +92,14 @@ async fn mixed_load_leaves_nothing_behind() {
         total,
         "every request answered as expected: {got:?}"
     );
-    // Pools may keep a few more or fewer idle connections from one round to the next; a leak
-    // would grow with the requests (hundreds here).
+    // Pools may keep more or fewer idle connections from one round to the next (the client's
+    // and the proxies' together moved by up to ±20 between rounds, more on a loaded machine);
+    // a leak would grow with the requests (hundreds here).
     assert!(
-        fds1 <= fds0 + 24,
+        fds1 <= fds0 + 64,
         "file descriptors leaked: {fds0} -> {fds1}"
     );
-    assert!(tasks1 <= tasks0 + 24, "tasks leaked: {tasks0} -> {tasks1}");
+    assert!(tasks1 <= tasks0 + 64, "tasks leaked: {tasks0} -> {tasks1}");
     assert!(
         rss1 < rss0 + 16 * 1024,
         "memory not back near its level: {rss0} -> {rss1} KiB"
