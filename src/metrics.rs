@@ -424,15 +424,11 @@ pub fn mentions_usage(bytes: &[u8]) -> bool {
 
 /// Finds a non-null `usage` object in one JSON document (an answer, or one event of a stream).
 pub fn find_usage(json: &[u8]) -> Option<Usage> {
-    use crate::translate::raw::{scan, unquote, Raw};
+    use crate::translate::raw::{key_is, scan, Raw};
     USAGE.find(json)?;
     let (mut usage, mut repeated) = (None, false);
     scan(json, |m| {
-        let key = &json[m.key];
-        let is_usage = key == b"\"usage\""
-            || (key.contains(&b'\\')
-                && std::str::from_utf8(key).is_ok_and(|k| unquote(k) == "usage"));
-        if is_usage {
+        if key_is(&json[m.key], "usage") {
             repeated |= usage.replace(m.value).is_some();
         }
     })

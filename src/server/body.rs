@@ -2,9 +2,11 @@
 //!
 //! Most requests arrive whole in the first read (head and body in one segment); their body is a
 //! slice of the connection's read buffer and costs nothing more. A larger or chunked body is
-//! handed over one chunk at a time through a one-slot mailbox: the handler's poll asks for a
-//! chunk, the connection reads and decodes one and wakes it. Nothing is read ahead of what the
-//! handler asks for, so a client sending a large body is held back by TCP, not buffered.
+//! handed over through a one-slot mailbox: the handler's poll asks for it, the connection reads
+//! and decodes and wakes it. Nothing is read before the handler asks. A `Content-Length` body up
+//! to 16 MiB (`h1::WHOLE_BODY`) is then read into one buffer of its size and handed over whole;
+//! a larger or chunked one goes one chunk at a time, so such a client is held back by TCP, not
+//! buffered.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::ApiError;
+use crate::translate::json::Kind;
 use crate::translate::raw::{self, Raw, SyntaxError};
 
 /// The top-level fields of a JSON object body, in order, values unparsed.
@@ -44,25 +45,17 @@ impl<'a> JsonBody<'a> {
             }
         })
         .map_err(not_json)?;
-        let kind = match bytes.trim_ascii_start().first() {
-            Some(b'{') => None,
-            Some(b'[') => Some("an array"),
-            Some(b'"') => Some("a string"),
-            Some(b't' | b'f') => Some("a boolean"),
-            Some(b'n') => Some("null"),
-            _ => Some("a number"),
-        };
-        if let Some(kind) = kind {
+        let kind = Kind::of(Raw::checked(text.trim_matches([' ', '\t', '\n', '\r'])));
+        if kind != Kind::Object {
             return Err(ApiError::invalid(format!(
-                "The request body must be a JSON object, not {kind}."
+                "The request body must be a JSON object, not {}.",
+                kind.name()
             )));
         }
-        for (i, (key, _)) in fields.iter().enumerate() {
-            if fields[..i].iter().any(|(k, _)| k == key) {
-                return Err(ApiError::invalid(format!(
-                    "The request body has the field '{key}' more than once."
-                )));
-            }
+        if let Some(key) = raw::repeated_key(&fields) {
+            return Err(ApiError::invalid(format!(
+                "The request body has the field '{key}' more than once."
+            )));
         }
         Ok(JsonBody { fields, nulls })
     }

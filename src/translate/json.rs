@@ -33,7 +33,8 @@ impl Kind {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The kind with its article, as messages name it ("an array").
+    pub fn name(self) -> &'static str {
         match self {
             Kind::Object => "an object",
             Kind::Array => "an array",
@@ -172,15 +173,13 @@ fn no_repeats(
     path: &(impl Display + ?Sized),
     fields: &[(Cow<'_, str>, Raw<'_>)],
 ) -> Result<(), ApiError> {
-    for (i, (key, _)) in fields.iter().enumerate() {
-        if fields[..i].iter().any(|(k, _)| k == key) {
-            return Err(ApiError::invalid_param(
-                path.to_string(),
-                format!("'{path}' has the field '{key}' more than once."),
-            ));
-        }
+    match crate::translate::raw::repeated_key(fields) {
+        Some(key) => Err(ApiError::invalid_param(
+            path.to_string(),
+            format!("'{path}' has the field '{key}' more than once."),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Checks that `raw` is an integer (no fraction or exponent) within `min..=max`.

@@ -93,7 +93,7 @@ fn next_special(b: &[u8], mut i: usize, controls: bool) -> usize {
     const LONG_RUN: usize = 8;
     let mut words = 0;
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    while let Some(sixteen) = b.get(i..i + 16) {
+    while let Some(sixteen) = b.get(i..i + 16).and_then(|s| <&[u8; 16]>::try_from(s).ok()) {
         let special = sse2::special(sixteen, controls);
         if special != 0 {
             return i + special.trailing_zeros() as usize;
@@ -149,13 +149,12 @@ mod sse2 {
         _mm_set1_epi8,
     };
 
-    /// A mask with bit `k` set when byte `k` of `sixteen` (exactly 16 bytes) is a quote or a
-    /// backslash, or with `controls` a control character.
+    /// A mask with bit `k` set when byte `k` of `sixteen` is a quote or a backslash, or with
+    /// `controls` a control character.
     #[inline(always)]
-    pub(super) fn special(sixteen: &[u8], controls: bool) -> u32 {
-        assert!(sixteen.len() == 16);
+    pub(super) fn special(sixteen: &[u8; 16], controls: bool) -> u32 {
         // SAFETY: the build enables SSE2 (the cfg on this module), and the one load reads the
-        // 16 bytes of `sixteen`, checked above; unaligned loads are allowed.
+        // 16 bytes of `sixteen`, which its type guarantees; unaligned loads are allowed.
         unsafe {
             let v = _mm_loadu_si128(sixteen.as_ptr().cast());
             let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
@@ -694,6 +693,26 @@ fn value_end(b: &[u8], start: usize) -> usize {
             i
         }
     }
+}
+
+/// Whether a checked key (with its quotes, as [`Member::key`] gives it) names `name`: compared
+/// as it is, decoded only when it has escapes.
+pub fn key_is(key: &[u8], name: &str) -> bool {
+    let inner = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
+    if inner.contains(&b'\\') {
+        std::str::from_utf8(key).is_ok_and(|k| unquote(k) == name)
+    } else {
+        inner == name.as_bytes()
+    }
+}
+
+/// The first key given twice among `fields`, if any.
+pub fn repeated_key<'f>(fields: &'f [(Cow<'_, str>, Raw<'_>)]) -> Option<&'f str> {
+    fields
+        .iter()
+        .enumerate()
+        .find(|(i, (key, _))| fields[..*i].iter().any(|(k, _)| k == key))
+        .map(|(_, (key, _))| key.as_ref())
 }
 
 /// The decoded contents of a checked string literal (with its quotes): borrowed when it has

@@ -170,7 +170,7 @@ impl AnswerPeek {
 
 /// Reads a complete answer once: `Err` when it is not JSON.
 fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxError> {
-    /// The top-level fields looked for, quoted as they appear (escaped spellings are decoded).
+    /// The top-level fields looked for (escaped spellings count too).
     const KEYS: [&str; 5] = ["id", "object", "created", "model", "usage"];
     let mut peek = AnswerPeek {
         object: body.trim_ascii_start().first() == Some(&b'{'),
@@ -181,14 +181,12 @@ fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxE
     let mut usage = None;
     crate::translate::raw::scan(body, |member| {
         let key = &body[member.key];
-        let name = key.get(1..key.len() - 1).unwrap_or_default();
-        let i = if name.contains(&b'\\') {
-            let decoded = std::str::from_utf8(key).map(crate::translate::raw::unquote);
-            decoded.ok().and_then(|k| KEYS.iter().position(|w| *w == k))
-        } else {
-            KEYS.iter().position(|w| w.as_bytes() == name)
+        let Some(i) = KEYS
+            .iter()
+            .position(|k| crate::translate::raw::key_is(key, k))
+        else {
+            return;
         };
-        let Some(i) = i else { return };
         repeated |= std::mem::replace(&mut seen[i], true);
         let value = &body[member.value];
         peek.present[i] = value != b"null";
