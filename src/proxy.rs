@@ -225,7 +225,7 @@ pub async fn json_request(
         Ok(a) => a,
         Err(e) => return Err(explain_refusal(&target, op, e).await),
     };
-    let (mut response, usage) = if encoding == Encoding::Float {
+    let (response, usage) = if encoding == Encoding::Float {
         // The response reports the deployment's model when it has another name than the engine's.
         let report_model = (target.deployment != target.model).then(|| target.deployment.clone());
         let options = forward::RelayJson {
@@ -243,15 +243,13 @@ pub async fn json_request(
             usage,
         )
     };
-    response
-        .extensions_mut()
-        .insert(crate::telemetry::Forwarded {
-            deployment: target.deployment.clone(),
-            operation: op.genai_name(),
-            upstream_wait: sent_at.elapsed(),
-            usage,
-            upstream: Arc::clone(&target.upstream.name),
-        });
+    crate::telemetry::report(crate::telemetry::Forwarded {
+        deployment: target.deployment.clone(),
+        operation: op.genai_name(),
+        upstream_wait: sent_at.elapsed(),
+        usage,
+        upstream: Arc::clone(&target.upstream.name),
+    });
     Ok(response)
 }
 

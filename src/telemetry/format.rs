@@ -189,7 +189,7 @@ impl AccessLine<'_> {
 /// client-chosen value (a deployment name) cannot forge fields or lines.
 fn text_value(out: &mut String, v: &str) {
     // Byte by byte for the usual ASCII value; characters only when there are others.
-    let plain_byte = |b: &u8| b.is_ascii_graphic() && *b != b'"' && *b != b'\\';
+    let plain_byte = |b: &u8| PLAIN[usize::from(*b)];
     let plain = !v.is_empty()
         && (v.as_bytes().iter().all(plain_byte)
             || (!v.is_ascii()
@@ -201,6 +201,18 @@ fn text_value(out: &mut String, v: &str) {
         let _ = write!(out, "{v:?}");
     }
 }
+
+/// The ASCII bytes a text value may hold unquoted: graphic, but no quote or backslash.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_graphic() && c != b'"' && c != b'\\';
+        b += 1;
+    }
+    t
+};
 
 /// A JSON string literal.
 fn json_str(out: &mut String, v: &str) {
@@ -222,10 +234,16 @@ fn json_str(out: &mut String, v: &str) {
 /// `v` in decimal, zero-padded to `width` digits (without `fmt` machinery: this runs for every
 /// request).
 fn uint(out: &mut String, v: u64, width: usize) {
+    const ZEROS: &str = "00000000000000000000";
     let mut buf = [0u8; 20];
     let digits = crate::wire::decimal(v, &mut buf);
-    out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
-    out.extend(digits.iter().map(|&d| char::from(d)));
+    out.push_str(
+        ZEROS
+            .get(..width.saturating_sub(digits.len()))
+            .unwrap_or(ZEROS),
+    );
+    // Decimal digits are ASCII: pushed as one string, not char by char.
+    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 /// A duration in milliseconds with three decimals (microseconds, truncated).

@@ -5,18 +5,16 @@
 //! re-serialises what it does not change: values are copied through byte for byte, and a body that
 //! needs no rewrite is forwarded as the very bytes that arrived.
 
-use std::borrow::Cow;
-
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::ApiError;
 use crate::translate::json::Kind;
-use crate::translate::raw::{self, Raw, SyntaxError};
+use crate::translate::raw::{self, Fields, Raw, SyntaxError};
 
 /// The top-level fields of a JSON object body, in order, values unparsed.
 #[derive(Debug)]
 pub struct JsonBody<'a> {
-    fields: Vec<(Cow<'a, str>, Raw<'a>)>,
+    fields: Fields<'a>,
     /// The values that hold a `null` somewhere.
     nulls: Vec<Raw<'a>>,
 }
@@ -35,7 +33,7 @@ impl<'a> JsonBody<'a> {
             |e: SyntaxError| ApiError::invalid(format!("The request body is not valid JSON: {e}"));
         let text = std::str::from_utf8(bytes)
             .map_err(|e| not_json(SyntaxError::at(bytes, e.valid_up_to(), "invalid UTF-8")))?;
-        let mut fields = Vec::with_capacity(8);
+        let mut fields = Fields::new();
         let mut nulls = Vec::new();
         raw::scan(bytes, |m| {
             let value = Raw::checked(&text[m.value]);

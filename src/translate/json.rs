@@ -7,7 +7,7 @@ use std::fmt::{self, Display};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::translate::raw::{Elements, Raw};
+use crate::translate::raw::{Elements, Fields, Raw};
 
 /// The kind of a JSON value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ pub fn each_object<'a>(
     mut check: impl FnMut(&Path<'_>, &[(Cow<'a, str>, Raw<'a>)]) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     let mut elements = array(path, raw)?;
-    let mut fields = Vec::with_capacity(8);
+    let mut fields = Fields::new();
     let mut i = 0;
     while let Some(element) = elements.next_with_members(&mut fields) {
         let element_path = path.index(i);

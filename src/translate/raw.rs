@@ -211,26 +211,43 @@ struct Scanner<'b> {
 
 type Step = Result<(), &'static str>;
 
-/// Which containers enclose the current position: bit `d` is set when the container at depth
-/// `d + 1` is an object. One loop with this stack instead of a call per value: documents
-/// of many small values spend their time in calls and returns otherwise.
+/// Which containers enclose the current position: `objects[d]` tells whether the container at
+/// depth `d + 1` is an object. One loop with this stack instead of a call per value: documents
+/// of many small values spend their time in calls and returns otherwise. What every value asks
+/// (is the innermost container an object, is this a top-level member) is kept up to date on
+/// each push and pop rather than looked up.
 struct Nesting {
-    bits: u128,
+    objects: [bool; MAX_DEPTH],
     depth: usize,
+    in_object: bool,
+    top_member: bool,
 }
 
 impl Nesting {
-    fn push(&mut self, object: bool) -> Step {
-        if self.depth + 1 >= MAX_DEPTH {
-            return Err("recursion limit exceeded");
+    fn new() -> Self {
+        Nesting {
+            objects: [false; MAX_DEPTH],
+            depth: 0,
+            in_object: false,
+            top_member: false,
         }
-        self.bits = (self.bits & !(1 << self.depth)) | (u128::from(object) << self.depth);
+    }
+
+    fn push(&mut self, object: bool) -> Step {
+        match self.objects.get_mut(self.depth) {
+            Some(slot) if self.depth + 1 < MAX_DEPTH => *slot = object,
+            _ => return Err("recursion limit exceeded"),
+        }
         self.depth += 1;
+        self.in_object = object;
+        self.top_member = self.depth == 1 && object;
         Ok(())
     }
 
-    fn in_object(&self) -> bool {
-        self.depth > 0 && self.bits & (1 << (self.depth - 1)) != 0
+    fn pop(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        self.in_object = self.depth > 0 && self.objects.get(self.depth - 1) == Some(&true);
+        self.top_member = self.depth == 1 && self.in_object;
     }
 }
 
@@ -269,7 +286,7 @@ impl Scanner<'_> {
     }
 
     fn document(&mut self, member: &mut impl FnMut(Member)) -> Step {
-        let mut nest = Nesting { bits: 0, depth: 0 };
+        let mut nest = Nesting::new();
         // The key and value start of the top-level member being read.
         let mut key = 0..0;
         let mut value_start = 0;
@@ -277,7 +294,7 @@ impl Scanner<'_> {
         self.ws();
         loop {
             // At the start of a value.
-            if nest.depth == 1 && nest.in_object() {
+            if nest.top_member {
                 value_start = self.i;
                 has_null = false;
             }
@@ -299,7 +316,7 @@ impl Scanner<'_> {
                         continue;
                     }
                     self.i += 1;
-                    nest.depth -= 1;
+                    nest.pop();
                 }
                 Some(b'"') => self.string()?,
                 Some(b'-' | b'0'..=b'9') => self.number()?,
@@ -313,7 +330,7 @@ impl Scanner<'_> {
             }
             // After a value: close the containers it ends, until a comma asks for another.
             loop {
-                if nest.depth == 1 && nest.in_object() {
+                if nest.top_member {
                     member(Member {
                         key: key.clone(),
                         value: value_start..self.i,
@@ -327,7 +344,7 @@ impl Scanner<'_> {
                         Some(_) => Err("trailing characters"),
                     };
                 }
-                let object = nest.in_object();
+                let object = nest.in_object;
                 match (self.peek(), object) {
                     (Some(b','), _) => {
                         self.i += 1;
@@ -347,7 +364,7 @@ impl Scanner<'_> {
                     }
                     (Some(b'}'), true) | (Some(b']'), false) => {
                         self.i += 1;
-                        nest.depth -= 1;
+                        nest.pop();
                     }
                     (None, true) => return Err("EOF while parsing an object"),
                     (None, false) => return Err("EOF while parsing a list"),
@@ -576,10 +593,7 @@ impl<'a> Elements<'a> {
 
     /// The next element, with `members` set to its members when it is an object (cleared
     /// otherwise): one walk over the element, where reading it and then its members took two.
-    pub fn next_with_members(
-        &mut self,
-        members: &mut Vec<(Cow<'a, str>, Raw<'a>)>,
-    ) -> Option<Raw<'a>> {
+    pub fn next_with_members(&mut self, members: &mut Fields<'a>) -> Option<Raw<'a>> {
         members.clear();
         let start = self.0.at?;
         let text = self.0.text;
@@ -706,6 +720,22 @@ pub fn key_is(key: &[u8], name: &str) -> bool {
     }
 }
 
+/// An object's members as read: inline up to eight (a message, a request's top level), so that
+/// reading them allocates nothing in the usual case.
+pub type Fields<'a> = smallvec::SmallVec<[(Cow<'a, str>, Raw<'a>); 8]>;
+
+/// Which of `names` a checked key (with its quotes) names, if any: the key is looked at for
+/// escapes once, not once per name.
+pub fn key_position(key: &[u8], names: &[&str]) -> Option<usize> {
+    let inner = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
+    if inner.contains(&b'\\') {
+        let decoded = std::str::from_utf8(key).map(unquote).ok()?;
+        names.iter().position(|n| *n == decoded)
+    } else {
+        names.iter().position(|n| inner == n.as_bytes())
+    }
+}
+
 /// The first key given twice among `fields`, if any.
 pub fn repeated_key<'f>(fields: &'f [(Cow<'_, str>, Raw<'_>)]) -> Option<&'f str> {
     fields
@@ -780,6 +810,23 @@ mod tests {
 
     fn ok(s: &str) -> bool {
         scan(s.as_bytes(), |_| {}).is_ok()
+    }
+
+    #[test]
+    fn key_position_reads_plain_and_escaped_keys() {
+        let names = ["id", "object", "usage"];
+        assert_eq!(key_position(br#""usage""#, &names), Some(2));
+        assert_eq!(key_position(br#""\u0069d""#, &names), Some(0));
+        assert_eq!(key_position(br#""obj\u0065ct""#, &names), Some(1));
+        assert_eq!(key_position(br#""usages""#, &names), None);
+        assert_eq!(key_position(br#""""#, &names), None);
+        for (key, name) in [
+            (&br#""\u0069d""#[..], "id"),
+            (br#""id""#, "id"),
+            (br#""ids""#, "id"),
+        ] {
+            assert_eq!(key_position(key, &[name]).is_some(), key_is(key, name));
+        }
     }
 
     #[test]
@@ -915,10 +962,10 @@ mod tests {
         assert_eq!(members[1].1.get(), r#"[1,{"x":"]"}]"#);
         // Elements with their members in one walk agree with the two walks.
         let mut walk = raw.elements();
-        let mut members = Vec::new();
+        let mut members = Fields::new();
         let mut seen = Vec::new();
         while let Some(item) = walk.next_with_members(&mut members) {
-            assert_eq!(members, item.members().collect::<Vec<_>>());
+            assert_eq!(members[..], item.members().collect::<Vec<_>>()[..]);
             seen.push(item);
         }
         assert_eq!(seen, items);
@@ -1051,10 +1098,10 @@ mod tests {
                 let want: Vec<&str> = want.iter().map(|r| r.get()).collect();
                 prop_assert_eq!(got, want);
                 let mut walk = raw.elements();
-                let mut members = Vec::new();
+                let mut members = Fields::new();
                 let mut one_walk = Vec::new();
                 while let Some(item) = walk.next_with_members(&mut members) {
-                    prop_assert_eq!(&members, &item.members().collect::<Vec<_>>());
+                    prop_assert_eq!(&members[..], &item.members().collect::<Vec<_>>()[..]);
                     one_walk.push(item.get());
                 }
                 prop_assert_eq!(one_walk, raw.elements().map(Raw::get).collect::<Vec<_>>());

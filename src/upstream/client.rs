@@ -377,9 +377,14 @@ impl Upstream {
             headers.push(&header::AUTHORIZATION, auth);
         }
         if let Some(incoming) = incoming {
-            for name in &FORWARDED_HEADERS {
-                if let Some(v) = incoming.get(name) {
-                    headers.push(name, v);
+            // One pass over the request's few headers, where a hashed lookup per name cost
+            // more; the first value of each name is forwarded.
+            let mut seen = [false; FORWARDED_HEADERS.len()];
+            for (name, value) in incoming {
+                if let Some(i) = FORWARDED_HEADERS.iter().position(|n| n == name) {
+                    if !std::mem::replace(&mut seen[i], true) {
+                        headers.push(&FORWARDED_HEADERS[i], value);
+                    }
                 }
             }
         }

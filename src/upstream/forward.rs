@@ -110,6 +110,10 @@ pub async fn relay_json(
         return Ok((sse_response(stream), None));
     }
     let status = response.status();
+    // The engine's header map becomes the answer's (emptied, its allocation kept): one map
+    // fewer to build per request.
+    let mut response = response;
+    let mut headers = std::mem::take(response.headers_mut());
     let mut body = read_whole(response, idle_timeout, max_body).await?;
     drop(in_flight);
     let invalid = || ApiError::UpstreamInvalidResponse {
@@ -136,12 +140,14 @@ pub async fn relay_json(
         }
         body = Bytes::from(serde_json::to_vec(&value).map_err(|_| invalid())?);
     }
-    let mut out = Response::new(Body::from(body));
-    *out.status_mut() = status;
-    out.headers_mut().insert(
+    headers.clear();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
     Ok((out, peek.usage))
 }
 
@@ -181,10 +187,7 @@ fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxE
     let mut usage = None;
     crate::translate::raw::scan(body, |member| {
         let key = &body[member.key];
-        let Some(i) = KEYS
-            .iter()
-            .position(|k| crate::translate::raw::key_is(key, k))
-        else {
+        let Some(i) = crate::translate::raw::key_position(key, &KEYS) else {
             return;
         };
         repeated |= std::mem::replace(&mut seen[i], true);

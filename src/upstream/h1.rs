@@ -25,7 +25,7 @@ use axum::http::header::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -310,7 +310,10 @@ async fn exchange(
         }
         match parse_head(&buf).map_err(Exchange::Failed)? {
             Some((parsed, used)) => {
-                let leftover = buf.freeze().slice(used..);
+                // Advanced, then frozen: slicing a frozen buffer would allocate its shared
+                // header.
+                buf.advance(used);
+                let leftover = buf.freeze();
                 return Ok((parsed, leftover));
             }
             None if buf.len() > MAX_HEAD => {

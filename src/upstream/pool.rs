@@ -48,7 +48,10 @@ pub struct Pool {
     cache: RwLock<Option<ListCache>>,
 }
 
-type ListCache = (Vec<Option<Arc<Discovery>>>, Arc<Vec<Listed>>);
+/// What each engine listed (inline for a few engines: no allocation per request), and the
+/// deployments built from it.
+type Discovered = smallvec::SmallVec<[Option<Arc<Discovery>>; 4]>;
+type ListCache = (Discovered, Arc<Vec<Listed>>);
 
 impl Pool {
     /// Builds one client per upstream.
@@ -103,7 +106,7 @@ impl Pool {
         if let Some(declared) = &self.declared_list {
             return Ok(Arc::clone(declared));
         }
-        let mut found = Vec::with_capacity(self.upstreams.len());
+        let mut found = Discovered::new();
         let mut last_error = None;
         for upstream in &self.upstreams {
             match upstream.discover(false).await {
