@@ -2,15 +2,20 @@
 # Benchmark: azure-openai-proxy against a direct connection and against nginx
 # as a plain reverse proxy, all on this machine. See docs/benchmarks.md.
 #
-#   bench/run.sh          full run (about 6 minutes once the tools are installed)
-#   bench/run.sh quick    short run (about 1 minute)
+#   bench/run.sh          full run (about 8 minutes once the tools are installed)
+#   bench/run.sh quick    short run (about 2 minutes)
 #
 # Environment:
 #   BENCH_BIN=path        use this proxy binary instead of `cargo build --release`
 #   BENCH_OUT=dir         where results and logs go (default: a new dir under /tmp)
 #   BENCH_RATE=N          fixed request rate of the open-loop latency test (default 2000/s)
 #   BENCH_CONNS=N         wrk connections (default 64)
+#   BENCH_ROUNDS=N        rounds of the throughput and fixed-rate tests (default 3 in full mode)
 #   BENCH_IDLE_POLL=0     skip the second streaming pass with idle polling (see below)
+#
+# Rounds: the throughput and fixed-rate latency tests run ROUNDS times, the paths taking turns
+# within each round (direct, nginx, ours, relay, then again), so that a slow stretch of a shared
+# machine falls on all of them alike; the report gives medians and each round's ours/nginx.
 #
 # CPU placement (2 cores): the proxy under test (nginx or ours) runs on CPU 0;
 # the load generators and the upstreams run on CPU 1.
@@ -29,8 +34,8 @@ set -euo pipefail
 
 MODE=${1:-full}
 case "$MODE" in
-  full) DUR=10; WARM=2; STREAMS=200; MEM_NGINX=1 ;;
-  quick) DUR=3; WARM=1; STREAMS=50; MEM_NGINX=0 ;;
+  full) DUR=6; WARM=2; STREAMS=200; MEM_NGINX=1; ROUNDS=${BENCH_ROUNDS:-3} ;;
+  quick) DUR=3; WARM=1; STREAMS=50; MEM_NGINX=0; ROUNDS=${BENCH_ROUNDS:-1} ;;
   *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
 esac
 RATE=${BENCH_RATE:-2000}
@@ -297,7 +302,7 @@ print(f"lat_p999_{k}={p['p99.9']*1e6:.1f}")
 print(f"lat_rps_{k}={d['summary']['requestsPerSec']:.0f}")
 print(f"lat_err_{k}={total-ok}")
 EOF
-  log "oha $1: $(grep "^lat_p50_$1=" "$RES" | cut -d= -f2) us p50 at $RATE req/s"
+  log "oha $1: $(grep "^lat_p50_$1=" "$RES" | tail -1 | cut -d= -f2) us p50 at $RATE req/s"
 }
 
 run_stream_latency() { # key, url
@@ -355,9 +360,12 @@ put machine_kernel "$(uname -r)"
 put nginx_version "$(nginx -v 2>&1 | sed 's/.*nginx\///')"
 put wrk_version "\"$(wrk -v 2>&1 | head -1 | awk '{print $2}')\""
 put oha_version "$("$OHA" --version | awk '{print $2}')"
-put commit "$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo +dirty)"
+TREE="$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo +dirty)"
+# A given binary may not be the tree's: say which it is.
+put commit "\"${BENCH_BIN:+$BENCH_BIN, with the tree at }$TREE\""
 put mode "$MODE"
 put dur "$DUR"
+put rounds "$ROUNDS"
 put rate "$RATE"
 put conns "$CONNS"
 put streams "$STREAMS"
@@ -394,23 +402,24 @@ check_ok "$D:$UP_JSON$OAI_PATH" "$BODY"
 check_ok "$D:$NG_JSON$OAI_PATH" "$BODY"
 check_ok "$D:$OURS$AZ_PATH" "$BODY"
 
-log "max throughput, non-streaming (wrk, $CONNS connections, ${DUR}s)"
-run_wrk direct "$D:$UP_JSON$OAI_PATH" "$BODY"
-run_wrk nginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER"
-run_wrk ours "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
-run_wrk relay "$D:$RL_JSON$OAI_PATH" "$BODY" "$RELAY_JSON_PID"
-log "max throughput, $((${#BIG_BODY} / 1024)) kB requests"
 put big_body_kb "$((${#BIG_BODY} / 1024))"
 check_ok "$D:$OURS$AZ_PATH" "$BIG_BODY"
-run_wrk bdirect "$D:$UP_JSON$OAI_PATH" "$BIG_BODY"
-run_wrk bnginx "$D:$NG_JSON$OAI_PATH" "$BIG_BODY" "$NGINX_WORKER"
-run_wrk bours "$D:$OURS$AZ_PATH" "$BIG_BODY" "$OUR_PID"
-
-log "latency at a fixed $RATE req/s (oha, open loop, latency correction)"
-run_oha direct "$D:$UP_JSON$OAI_PATH"
-run_oha nginx "$D:$NG_JSON$OAI_PATH"
-run_oha ours "$D:$OURS$AZ_PATH"
-run_oha relay "$D:$RL_JSON$OAI_PATH"
+for round in $(seq "$ROUNDS"); do
+  log "round $round of $ROUNDS: max throughput, non-streaming (wrk, $CONNS connections, ${DUR}s)"
+  run_wrk direct "$D:$UP_JSON$OAI_PATH" "$BODY"
+  run_wrk nginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER"
+  run_wrk ours "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
+  run_wrk relay "$D:$RL_JSON$OAI_PATH" "$BODY" "$RELAY_JSON_PID"
+  log "round $round of $ROUNDS: max throughput, $((${#BIG_BODY} / 1024)) kB requests"
+  run_wrk bdirect "$D:$UP_JSON$OAI_PATH" "$BIG_BODY"
+  run_wrk bnginx "$D:$NG_JSON$OAI_PATH" "$BIG_BODY" "$NGINX_WORKER"
+  run_wrk bours "$D:$OURS$AZ_PATH" "$BIG_BODY" "$OUR_PID"
+  log "round $round of $ROUNDS: latency at a fixed $RATE req/s (oha, open loop, latency correction)"
+  run_oha direct "$D:$UP_JSON$OAI_PATH"
+  run_oha nginx "$D:$NG_JSON$OAI_PATH"
+  run_oha ours "$D:$OURS$AZ_PATH"
+  run_oha relay "$D:$RL_JSON$OAI_PATH"
+done
 put rss_after_load "$(rss_kb "$OUR_PID")"
 stop "$OUR_PID"
 
@@ -419,12 +428,14 @@ OUR_LOG=warn start_ours "$UP_JSON" "$OURS" ours-json-warn
 run_wrk ours_warn "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
 stop "$OUR_PID"
 
-log "max throughput, streaming (6 events per answer, served at once)"
 start_ours "$UP_SSE" "$OURS" ours-sse
 check_ok "$D:$OURS$AZ_PATH" "$SBODY"
-run_wrk sdirect "$D:$UP_SSE$OAI_PATH" "$SBODY"
-run_wrk snginx "$D:$NG_SSE$OAI_PATH" "$SBODY" "$NGINX_WORKER"
-run_wrk sours "$D:$OURS$AZ_PATH" "$SBODY" "$OUR_PID"
+for round in $(seq "$ROUNDS"); do
+  log "round $round of $ROUNDS: max throughput, streaming (6 events per answer, served at once)"
+  run_wrk sdirect "$D:$UP_SSE$OAI_PATH" "$SBODY"
+  run_wrk snginx "$D:$NG_SSE$OAI_PATH" "$SBODY" "$NGINX_WORKER"
+  run_wrk sours "$D:$OURS$AZ_PATH" "$SBODY" "$OUR_PID"
+done
 stop "$OUR_PID"
 
 log "streaming latency against a 10 ms/event upstream ($STREAMS streams each)"
