@@ -149,3 +149,59 @@ async fn metrics_need_a_key_on_the_main_port() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// What each request was forwarded to reaches its own observer, even when many are served at
+/// once on one thread, interleaved on one HTTP/2 connection, and some fail before reaching
+/// the engine.
+#[tokio::test]
+async fn concurrent_requests_are_each_counted_with_their_own_deployment_and_tokens() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let model = "meta-llama/Llama-3.1-8B-Instruct";
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = proxy.url(&format!("/chat/completions?api-version={V}"));
+    let sends = (0..24).map(|i| {
+        let (h2, url) = (h2.clone(), url.clone());
+        async move {
+            // Every third request is refused before it reaches the engine.
+            let body = if i % 3 == 2 { "{" } else { CHAT };
+            let r = h2
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.version(), reqwest::Version::HTTP_2);
+            (r.status().as_u16(), r.bytes().await.unwrap().len())
+        }
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    assert_eq!(answers.iter().filter(|(s, _)| *s == 200).count(), 16);
+    assert_eq!(answers.iter().filter(|(s, _)| *s == 400).count(), 8);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let m = scrape(&proxy).await;
+    let ok = format!("azure_openai_proxy_requests_total{{route=\"/chat/completions\",api=\"model_inference\",deployment=\"{model}\",status=\"200\"}}");
+    assert_eq!(value(&m, &ok), Some(16.0), "{m}");
+    let bad = "azure_openai_proxy_requests_total{route=\"/chat/completions\",api=\"model_inference\",deployment=\"\",status=\"400\"}";
+    assert_eq!(value(&m, bad), Some(8.0), "{m}");
+    let wrong = format!("azure_openai_proxy_requests_total{{route=\"/chat/completions\",api=\"model_inference\",deployment=\"{model}\",status=\"400\"}}");
+    assert_eq!(
+        value(&m, &wrong),
+        None,
+        "a refused request took another's report: {m}"
+    );
+    let input = format!("gen_ai_client_token_usage_total{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\",gen_ai_token_type=\"input\"}}");
+    let output = format!("gen_ai_client_token_usage_total{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\",gen_ai_token_type=\"output\"}}");
+    assert_eq!(value(&m, &input), Some(16.0 * 5.0), "{m}");
+    assert_eq!(value(&m, &output), Some(16.0 * 2.0), "{m}");
+    assert_eq!(
+        value(&m, "azure_openai_proxy_overhead_seconds_count"),
+        Some(16.0),
+        "one overhead figure per forwarded request: {m}"
+    );
+}
