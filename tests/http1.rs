@@ -492,10 +492,7 @@ async fn a_body_refused_early_is_answered_not_reset() {
 async fn http2_with_prior_knowledge_is_served_beside_http1() {
     let mock = Mock::start(Behaviour::default()).await;
     let proxy = Proxy::before(&mock, &[]).await;
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = h2_client();
     let answer = h2
         .post(proxy.url(&format!("/chat/completions?api-version={V}")))
         .header("content-type", "application/json")

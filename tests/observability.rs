@@ -16,6 +16,16 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The series counting Model Inference chat requests to `deployment` answered with `status`.
+fn chat_requests(deployment: &str, status: u16) -> String {
+    format!("azure_openai_proxy_requests_total{{route=\"/chat/completions\",api=\"model_inference\",deployment=\"{deployment}\",status=\"{status}\"}}")
+}
+
+/// The series counting chat tokens of `kind` (`input` or `output`) on `model`.
+fn chat_tokens(model: &str, kind: &str) -> String {
+    format!("gen_ai_client_token_usage_total{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\",gen_ai_token_type=\"{kind}\"}}")
+}
+
 async fn scrape(proxy: &Proxy) -> String {
     let r = proxy.get("/metrics").await;
     assert_eq!(r.status(), 200);
@@ -96,12 +106,12 @@ async fn requests_tokens_streams_and_failures_are_counted() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let m = scrape(&proxy).await;
-    let ok = format!("azure_openai_proxy_requests_total{{route=\"/chat/completions\",api=\"model_inference\",deployment=\"{model}\",status=\"200\"}}");
+    let ok = chat_requests(model, 200);
     assert_eq!(value(&m, &ok), Some(3.0), "{m}");
-    let bad = "azure_openai_proxy_requests_total{route=\"/chat/completions\",api=\"model_inference\",deployment=\"\",status=\"400\"}";
-    assert_eq!(value(&m, bad), Some(1.0), "{m}");
-    let input = format!("gen_ai_client_token_usage_total{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\",gen_ai_token_type=\"input\"}}");
-    let output = format!("gen_ai_client_token_usage_total{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\",gen_ai_token_type=\"output\"}}");
+    let bad = chat_requests("", 400);
+    assert_eq!(value(&m, &bad), Some(1.0), "{m}");
+    let input = chat_tokens(model, "input");
+    let output = chat_tokens(model, "output");
     assert_eq!(value(&m, &input), Some(16.0), "{m}");
     assert_eq!(value(&m, &output), Some(15.0), "{m}");
     let ttft = format!("gen_ai_server_time_to_first_token_seconds_count{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\"}}");
@@ -158,10 +168,7 @@ async fn concurrent_requests_are_each_counted_with_their_own_deployment_and_toke
     let mock = Mock::start(Behaviour::default()).await;
     let proxy = Proxy::before(&mock, &[]).await;
     let model = "meta-llama/Llama-3.1-8B-Instruct";
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = h2_client();
     let url = proxy.url(&format!("/chat/completions?api-version={V}"));
     let sends = (0..24).map(|i| {
         let (h2, url) = (h2.clone(), url.clone());
@@ -185,18 +192,18 @@ async fn concurrent_requests_are_each_counted_with_their_own_deployment_and_toke
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let m = scrape(&proxy).await;
-    let ok = format!("azure_openai_proxy_requests_total{{route=\"/chat/completions\",api=\"model_inference\",deployment=\"{model}\",status=\"200\"}}");
+    let ok = chat_requests(model, 200);
     assert_eq!(value(&m, &ok), Some(16.0), "{m}");
-    let bad = "azure_openai_proxy_requests_total{route=\"/chat/completions\",api=\"model_inference\",deployment=\"\",status=\"400\"}";
-    assert_eq!(value(&m, bad), Some(8.0), "{m}");
-    let wrong = format!("azure_openai_proxy_requests_total{{route=\"/chat/completions\",api=\"model_inference\",deployment=\"{model}\",status=\"400\"}}");
+    let bad = chat_requests("", 400);
+    assert_eq!(value(&m, &bad), Some(8.0), "{m}");
+    let wrong = chat_requests(model, 400);
     assert_eq!(
         value(&m, &wrong),
         None,
         "a refused request took another's report: {m}"
     );
-    let input = format!("gen_ai_client_token_usage_total{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\",gen_ai_token_type=\"input\"}}");
-    let output = format!("gen_ai_client_token_usage_total{{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"{model}\",gen_ai_token_type=\"output\"}}");
+    let input = chat_tokens(model, "input");
+    let output = chat_tokens(model, "output");
     assert_eq!(value(&m, &input), Some(16.0 * 5.0), "{m}");
     assert_eq!(value(&m, &output), Some(16.0 * 2.0), "{m}");
     assert_eq!(

@@ -214,13 +214,12 @@ type Step = Result<(), &'static str>;
 /// Which containers enclose the current position: `objects[d]` tells whether the container at
 /// depth `d + 1` is an object. One loop with this stack instead of a call per value: documents
 /// of many small values spend their time in calls and returns otherwise. What every value asks
-/// (is the innermost container an object, is this a top-level member) is kept up to date on
-/// each push and pop rather than looked up.
+/// (is the innermost container an object) is kept up to date on each push and pop rather than
+/// looked up.
 struct Nesting {
     objects: [bool; MAX_DEPTH],
     depth: usize,
     in_object: bool,
-    top_member: bool,
 }
 
 impl Nesting {
@@ -229,8 +228,12 @@ impl Nesting {
             objects: [false; MAX_DEPTH],
             depth: 0,
             in_object: false,
-            top_member: false,
         }
+    }
+
+    /// Whether the position is inside the top-level object: at a member's value.
+    fn top_member(&self) -> bool {
+        self.depth == 1 && self.in_object
     }
 
     fn push(&mut self, object: bool) -> Step {
@@ -240,14 +243,12 @@ impl Nesting {
         }
         self.depth += 1;
         self.in_object = object;
-        self.top_member = self.depth == 1 && object;
         Ok(())
     }
 
     fn pop(&mut self) {
         self.depth = self.depth.saturating_sub(1);
         self.in_object = self.depth > 0 && self.objects.get(self.depth - 1) == Some(&true);
-        self.top_member = self.depth == 1 && self.in_object;
     }
 }
 
@@ -294,7 +295,7 @@ impl Scanner<'_> {
         self.ws();
         loop {
             // At the start of a value.
-            if nest.top_member {
+            if nest.top_member() {
                 value_start = self.i;
                 has_null = false;
             }
@@ -330,7 +331,7 @@ impl Scanner<'_> {
             }
             // After a value: close the containers it ends, until a comma asks for another.
             loop {
-                if nest.top_member {
+                if nest.top_member() {
                     member(Member {
                         key: key.clone(),
                         value: value_start..self.i,
@@ -712,12 +713,7 @@ fn value_end(b: &[u8], start: usize) -> usize {
 /// Whether a checked key (with its quotes, as [`Member::key`] gives it) names `name`: compared
 /// as it is, decoded only when it has escapes.
 pub fn key_is(key: &[u8], name: &str) -> bool {
-    let inner = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
-    if inner.contains(&b'\\') {
-        std::str::from_utf8(key).is_ok_and(|k| unquote(k) == name)
-    } else {
-        inner == name.as_bytes()
-    }
+    key_position(key, &[name]).is_some()
 }
 
 /// An object's members as read: inline up to eight (a message, a request's top level), so that

@@ -88,7 +88,7 @@ pub async fn relay_json(
     options: RelayJson,
 ) -> Result<(Response, Option<crate::metrics::Usage>), ApiError> {
     let Answer {
-        response,
+        mut response,
         in_flight,
         idle_timeout,
         max_body,
@@ -112,7 +112,6 @@ pub async fn relay_json(
     let status = response.status();
     // The engine's header map becomes the answer's (emptied, its allocation kept): one map
     // fewer to build per request.
-    let mut response = response;
     let mut headers = std::mem::take(response.headers_mut());
     let mut body = read_whole(response, idle_timeout, max_body).await?;
     drop(in_flight);

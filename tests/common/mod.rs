@@ -111,6 +111,14 @@ pub const INFO_TEI: &str = r#"{"model_id":"BAAI/bge-small-en-v1.5","model_sha":n
 pub const CHAT_ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1720000000,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
 pub const EMBEDDINGS_ANSWER: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-1.0,0.25,0.0]}],"model":"m","usage":{"prompt_tokens":1,"total_tokens":1}}"#;
 
+/// A client that speaks HTTP/2 from the first byte (prior knowledge, no upgrade).
+pub fn h2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
 /// A chunk of a chat stream carrying `text`.
 pub fn chunk(text: &str) -> String {
     format!(
