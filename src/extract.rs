@@ -42,14 +42,41 @@ impl<'a> AzureQuery<'a> {
 /// of a repeated name wins in `from_uri`). A pair without `%` or `+` is borrowed as it is,
 /// which is nearly every pair; only the others go through the decoder.
 fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        if pair.bytes().any(|b| b == b'%' || b == b'+') {
-            if let Some(decoded) = form_urlencoded::parse(pair.as_bytes()).next() {
-                return decoded;
+    // One pass over each pair's bytes finds its end, its `=` and whether it needs decoding
+    // (a query is a few dozen bytes: the generic string searches cost more than the bytes).
+    let mut rest = query;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut end, mut eq, mut encoded) = (rest.len(), None, false);
+        for (i, b) in rest.bytes().enumerate() {
+            match b {
+                b'&' => {
+                    end = i;
+                    break;
+                }
+                b'=' if eq.is_none() => eq = Some(i),
+                b'%' | b'+' => encoded = true,
+                _ => {}
             }
         }
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (Cow::Borrowed(k), Cow::Borrowed(v))
+        // `&` and `=` are ASCII, so these are character boundaries.
+        let pair = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if pair.is_empty() {
+            continue;
+        }
+        if encoded {
+            if let Some(decoded) = form_urlencoded::parse(pair.as_bytes()).next() {
+                return Some(decoded);
+            }
+        }
+        let (k, v) = match eq {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
+        return Some((Cow::Borrowed(k), Cow::Borrowed(v)));
     })
 }
 

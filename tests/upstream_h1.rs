@@ -28,6 +28,8 @@ enum Style {
     ChunkedDribble,
     /// `content-length` larger than what is sent, then a close.
     Truncated,
+    /// More bytes than `content-length` says, in the same write as the head.
+    Overlong,
 }
 
 /// A raw engine: answers `/v1/models` and chat requests in `style`; counts the connections
@@ -111,6 +113,13 @@ async fn serve(mut stream: TcpStream, style: Style, chat_connections: Arc<Atomic
                     format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{ANSWER}");
                 stream.write_all(answer.as_bytes()).await.unwrap();
                 return;
+            }
+            Style::Overlong => {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANSWER}garbage",
+                    ANSWER.len()
+                );
+                stream.write_all(answer.as_bytes()).await.unwrap();
             }
             Style::Truncated => {
                 let answer = format!(
@@ -213,6 +222,22 @@ async fn an_engine_closing_idle_connections_costs_no_request() {
         }
     }
     assert!(connections.load(Ordering::SeqCst) >= 6);
+}
+
+#[tokio::test]
+async fn bytes_past_the_content_length_are_dropped_with_their_connection() {
+    let (url, connections) = raw_engine(Style::Overlong).await;
+    let proxy = proxy_for(&url).await;
+    for _ in 0..3 {
+        let r = proxy
+            .post(&format!("/chat/completions?api-version={V}"), CHAT)
+            .await;
+        assert_eq!(r.status(), 200);
+        // Exactly the declared body: the stray bytes are neither relayed nor read as the
+        // start of the next answer, since the connection is not reused.
+        assert_eq!(r.text().await.unwrap(), ANSWER);
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

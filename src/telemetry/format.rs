@@ -234,16 +234,13 @@ fn json_str(out: &mut String, v: &str) {
 /// `v` in decimal, zero-padded to `width` digits (without `fmt` machinery: this runs for every
 /// request).
 fn uint(out: &mut String, v: u64, width: usize) {
-    const ZEROS: &str = "00000000000000000000";
-    let mut buf = [0u8; 20];
-    let digits = crate::wire::decimal(v, &mut buf);
-    out.push_str(
-        ZEROS
-            .get(..width.saturating_sub(digits.len()))
-            .unwrap_or(ZEROS),
-    );
-    // Decimal digits are ASCII: pushed as one string, not char by char.
-    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+    // The digits are written at the end of a buffer of zeros, so the padding is already there.
+    let mut buf = [b'0'; 20];
+    let len = crate::wire::decimal(v, &mut buf).len().max(width.min(20));
+    // A few ASCII digits: pushed one by one, which costs less than checking them as UTF-8.
+    for &d in &buf[20 - len..] {
+        out.push(char::from(d));
+    }
 }
 
 /// A duration in milliseconds with three decimals (microseconds, truncated).
@@ -360,6 +357,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_padded_to_their_width() {
+        for (v, width, want) in [
+            (0, 0, "0"),
+            (5, 3, "005"),
+            (45, 6, "000045"),
+            (1234, 3, "1234"),
+            (2026, 4, "2026"),
+            (u64::MAX, 0, "18446744073709551615"),
+        ] {
+            let mut out = String::from("x");
+            uint(&mut out, v, width);
+            assert_eq!(out, format!("x{want}"));
+        }
+    }
 
     fn line(json: bool, detail: bool) -> String {
         let mut got = String::new();

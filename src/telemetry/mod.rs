@@ -112,18 +112,22 @@ where
     Fut: Future<Output = Response>,
 {
     let start = Instant::now();
-    let id = request
-        .headers()
-        .get(&REQUEST_ID)
+    // Both ids in one walk over the few headers a request has: a lookup each would hash
+    // both names. The first value of each counts, as `HeaderMap::get` reads it.
+    let (mut given_id, mut client_id) = (None, None);
+    for (name, value) in request.headers() {
+        if *name == REQUEST_ID {
+            given_id.get_or_insert(value);
+        } else if *name == CLIENT_REQUEST_ID {
+            client_id.get_or_insert(value);
+        }
+    }
+    let client_id = client_id.filter(|v| is_sane_id(v)).cloned();
+    let id = given_id
         .filter(|v| is_sane_id(v))
         .cloned()
         .unwrap_or_else(new_id);
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    let client_id = request
-        .headers()
-        .get(&CLIENT_REQUEST_ID)
-        .filter(|v| is_sane_id(v))
-        .cloned();
     let method = request.method().clone();
     // The URI shares the request head's buffer: a clone is a reference count, not a copy.
     let uri = request.uri().clone();
@@ -146,6 +150,7 @@ where
     .await;
     let headers_at = Instant::now();
 
+    let status = response.status().as_u16();
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, id.clone());
     headers.insert(APIM_REQUEST_ID, id.clone());
@@ -155,11 +160,12 @@ where
     let is_sse = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let error_code = headers
-        .get(&crate::error::ERROR_CODE)
+    // Only error answers carry an error code.
+    let error_code = (status >= 400)
+        .then(|| headers.get(&crate::error::ERROR_CODE))
+        .flatten()
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let status = response.status().as_u16();
     if let Some(f) = &forwarded {
         let own = (headers_at - start).saturating_sub(f.upstream_wait);
         metrics.overhead.observe(own.as_secs_f64());

@@ -724,11 +724,25 @@ pub type Fields<'a> = smallvec::SmallVec<[(Cow<'a, str>, Raw<'a>); 8]>;
 /// escapes once, not once per name.
 pub fn key_position(key: &[u8], names: &[&str]) -> Option<usize> {
     let inner = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
-    if inner.contains(&b'\\') {
-        let decoded = std::str::from_utf8(key).map(unquote).ok()?;
-        names.iter().position(|n| *n == decoded)
+    // The names hold no backslash, so a key spelled as one of them has no escape: compared
+    // as it is first, and looked at for escapes only when it matched none.
+    if let Some(i) = names.iter().position(|n| inner == n.as_bytes()) {
+        return Some(i);
+    }
+    if !has_backslash(inner) {
+        return None;
+    }
+    let decoded = std::str::from_utf8(key).map(unquote).ok()?;
+    names.iter().position(|n| *n == decoded)
+}
+
+/// Whether `s` holds a backslash. Keys and short strings are most of what is asked about:
+/// for them a plain loop costs less than setting up a vectorised search.
+fn has_backslash(s: &[u8]) -> bool {
+    if s.len() < 32 {
+        s.iter().any(|&b| b == b'\\')
     } else {
-        names.iter().position(|n| inner == n.as_bytes())
+        memchr::memchr(b'\\', s).is_some()
     }
 }
 
@@ -749,9 +763,17 @@ pub fn unquote(quoted: &str) -> Cow<'_, str> {
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(quoted);
-    if !inner.contains('\\') {
+    if !has_backslash(inner.as_bytes()) {
         return Cow::Borrowed(inner);
     }
+    Cow::Owned(decode_escapes(inner))
+}
+
+/// The text of a string literal's contents that hold escapes. Apart from `unquote` so that
+/// the usual call, with nothing to decode, does not pay for this one's set-up.
+#[cold]
+#[inline(never)]
+fn decode_escapes(inner: &str) -> String {
     let mut out = String::with_capacity(inner.len());
     let mut rest = inner;
     while let Some(n) = rest.find('\\') {
@@ -786,7 +808,7 @@ pub fn unquote(quoted: &str) -> Cow<'_, str> {
         rest = &esc[used..];
     }
     out.push_str(rest);
-    Cow::Owned(out)
+    out
 }
 
 fn hex4(s: Option<&str>) -> Option<u32> {

@@ -251,9 +251,18 @@ pub async fn read_whole(
     idle: Duration,
     max_body: usize,
 ) -> Result<Bytes, ApiError> {
+    let mut engine_body = response.into_body();
+    // The usual JSON answer came whole with its head: taken as it is.
+    if let crate::upstream::client::EngineBody::H1(h1) = &mut engine_body {
+        match h1.take_whole() {
+            Some(whole) if whole.len() <= max_body => return Ok(whole),
+            Some(_) => return Err(too_large(max_body)),
+            None => {}
+        }
+    }
     let mut first: Option<Bytes> = None;
     let mut body = Vec::new();
-    let mut chunks = Chunks::new(response.into_body(), idle);
+    let mut chunks = Chunks::new(engine_body, idle);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|broken| match broken {
             Broken::Idle(_) => ApiError::UpstreamTimeout {
@@ -265,11 +274,7 @@ pub async fn read_whole(
         })?;
         let held = first.as_ref().map_or(0, Bytes::len) + body.len();
         if held + chunk.len() > max_body {
-            return Err(ApiError::UpstreamInvalidResponse {
-                detail: format!(
-                    "the answer is larger than {max_body} bytes (--max-upstream-body-size)"
-                ),
-            });
+            return Err(too_large(max_body));
         }
         match first.take() {
             None if body.is_empty() => first = Some(chunk),
@@ -282,6 +287,12 @@ pub async fn read_whole(
         }
     }
     Ok(first.unwrap_or_else(|| Bytes::from(body)))
+}
+
+fn too_large(max_body: usize) -> ApiError {
+    ApiError::UpstreamInvalidResponse {
+        detail: format!("the answer is larger than {max_body} bytes (--max-upstream-body-size)"),
+    }
 }
 
 impl Answer {

@@ -590,6 +590,27 @@ impl H1Body {
         }
     }
 
+    /// The whole body at once when it came with the head (a `Content-Length` body all read):
+    /// what two polls of the body would give, without them. `None` when more is to be read.
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        let Framing::Length(left) = self.framing else {
+            return None;
+        };
+        // `left` is at most the pending length, so it fits in usize.
+        let take = usize::try_from(left).ok()?;
+        if self.pending.as_ref().map_or(0, Bytes::len) < take {
+            return None;
+        }
+        let input = self.pending.take()?;
+        if take < input.len() {
+            // More than content-length said: do not reuse the connection.
+            self.keep_alive = false;
+        }
+        self.framing = Framing::Done;
+        self.release();
+        Some(input.slice(..take))
+    }
+
     /// Decodes `input` by the framing; returns the data it holds.
     fn decode(&mut self, input: Bytes) -> Result<Bytes, H1Error> {
         match self.framing {
