@@ -740,7 +740,13 @@ pub fn key_position(key: &[u8], names: &[&str]) -> Option<usize> {
 /// for them a plain loop costs less than setting up a vectorised search.
 fn has_backslash(s: &[u8]) -> bool {
     if s.len() < 32 {
-        s.iter().any(|&b| b == b'\\')
+        // (Not `contains`: for bytes that is the vectorised search this avoids.)
+        for &b in s {
+            if b == b'\\' {
+                return true;
+            }
+        }
+        false
     } else {
         memchr::memchr(b'\\', s).is_some()
     }
