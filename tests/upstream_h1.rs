@@ -160,14 +160,19 @@ async fn proxy_for(url: &str) -> Proxy {
     .await
 }
 
+/// A non-streamed chat request through the proxy.
+async fn chat(proxy: &Proxy) -> reqwest::Response {
+    proxy
+        .post(&format!("/chat/completions?api-version={V}"), CHAT)
+        .await
+}
+
 #[tokio::test]
 async fn answers_reuse_one_engine_connection() {
     let (url, connections) = raw_engine(Style::Length).await;
     let proxy = proxy_for(&url).await;
     for _ in 0..20 {
-        let r = proxy
-            .post(&format!("/chat/completions?api-version={V}"), CHAT)
-            .await;
+        let r = chat(&proxy).await;
         assert_eq!(r.status(), 200);
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "Hello there");
@@ -211,9 +216,7 @@ async fn an_engine_closing_idle_connections_costs_no_request() {
     let (url, connections) = raw_engine(Style::LengthThenClose).await;
     let proxy = proxy_for(&url).await;
     for i in 0..6 {
-        let r = proxy
-            .post(&format!("/chat/completions?api-version={V}"), CHAT)
-            .await;
+        let r = chat(&proxy).await;
         assert_eq!(r.status(), 200, "request {i}");
         // Every other request comes after the engine has closed the last connection, the
         // others race with the close.
@@ -229,9 +232,7 @@ async fn bytes_past_the_content_length_are_dropped_with_their_connection() {
     let (url, connections) = raw_engine(Style::Overlong).await;
     let proxy = proxy_for(&url).await;
     for _ in 0..3 {
-        let r = proxy
-            .post(&format!("/chat/completions?api-version={V}"), CHAT)
-            .await;
+        let r = chat(&proxy).await;
         assert_eq!(r.status(), 200);
         // Exactly the declared body: the stray bytes are neither relayed nor read as the
         // start of the next answer, since the connection is not reused.
@@ -245,9 +246,7 @@ async fn a_body_ended_by_close_is_relayed_whole() {
     let (url, _) = raw_engine(Style::UntilClose).await;
     let proxy = proxy_for(&url).await;
     for _ in 0..3 {
-        let r = proxy
-            .post(&format!("/chat/completions?api-version={V}"), CHAT)
-            .await;
+        let r = chat(&proxy).await;
         assert_eq!(r.status(), 200);
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["usage"]["total_tokens"], 7);
@@ -258,12 +257,9 @@ async fn a_body_ended_by_close_is_relayed_whole() {
 async fn a_cut_short_answer_is_an_azure_error() {
     let (url, _) = raw_engine(Style::Truncated).await;
     let proxy = proxy_for(&url).await;
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        proxy.post(&format!("/chat/completions?api-version={V}"), CHAT),
-    )
-    .await
-    .expect("no hang");
+    let r = tokio::time::timeout(Duration::from_secs(10), chat(&proxy))
+        .await
+        .expect("no hang");
     let (status, code, message) = azure_error(r).await;
     assert_eq!(status, 502, "{code}: {message}");
     assert!(message.contains("closed"), "{message}");

@@ -102,6 +102,16 @@ pub enum EngineBody {
     Hyper(hyper::body::Incoming),
 }
 
+impl EngineBody {
+    /// The whole body, when it is already here (see [`H1Body::take_whole`]).
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        match self {
+            EngineBody::H1(b) => b.take_whole(),
+            EngineBody::Hyper(_) => None,
+        }
+    }
+}
+
 /// A failure while reading an answer's body.
 #[derive(Debug)]
 pub enum BodyError {

@@ -253,12 +253,10 @@ pub async fn read_whole(
 ) -> Result<Bytes, ApiError> {
     let mut engine_body = response.into_body();
     // The usual JSON answer came whole with its head: taken as it is.
-    if let crate::upstream::client::EngineBody::H1(h1) = &mut engine_body {
-        match h1.take_whole() {
-            Some(whole) if whole.len() <= max_body => return Ok(whole),
-            Some(_) => return Err(too_large(max_body)),
-            None => {}
-        }
+    match engine_body.take_whole() {
+        Some(whole) if whole.len() <= max_body => return Ok(whole),
+        Some(_) => return Err(too_large(max_body)),
+        None => {}
     }
     let mut first: Option<Bytes> = None;
     let mut body = Vec::new();

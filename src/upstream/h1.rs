@@ -596,38 +596,35 @@ impl H1Body {
         let Framing::Length(left) = self.framing else {
             return None;
         };
-        // `left` is at most the pending length, so it fits in usize.
-        let take = usize::try_from(left).ok()?;
-        if self.pending.as_ref().map_or(0, Bytes::len) < take {
+        if (self.pending.as_ref().map_or(0, Bytes::len) as u64) < left {
             return None;
         }
         let input = self.pending.take()?;
+        let data = self.take_length(input, left);
+        self.release();
+        Some(data)
+    }
+
+    /// The part of `input` that belongs to a body with `left` bytes to go.
+    fn take_length(&mut self, input: Bytes, left: u64) -> Bytes {
+        let take = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let left = left - take as u64;
         if take < input.len() {
             // More than content-length said: do not reuse the connection.
             self.keep_alive = false;
         }
-        self.framing = Framing::Done;
-        self.release();
-        Some(input.slice(..take))
+        self.framing = if left == 0 {
+            Framing::Done
+        } else {
+            Framing::Length(left)
+        };
+        input.slice(..take)
     }
 
     /// Decodes `input` by the framing; returns the data it holds.
     fn decode(&mut self, input: Bytes) -> Result<Bytes, H1Error> {
         match self.framing {
-            Framing::Length(left) => {
-                let take = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let left = left - take as u64;
-                if take < input.len() {
-                    // More than content-length said: do not reuse the connection.
-                    self.keep_alive = false;
-                }
-                self.framing = if left == 0 {
-                    Framing::Done
-                } else {
-                    Framing::Length(left)
-                };
-                Ok(input.slice(..take))
-            }
+            Framing::Length(left) => Ok(self.take_length(input, left)),
             Framing::UntilClose => Ok(input),
             Framing::Done => {
                 self.keep_alive = false;
