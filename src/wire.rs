@@ -1,5 +1,5 @@
 //! Byte helpers shared by the HTTP/1 server, the engine client and the access line: numbers
-//! written as ASCII digits without the formatting machinery (they run on every request), and the
+//! written as and read from ASCII digits without the formatting machinery (they run on every request), and the
 //! comma-separated tokens of headers such as `Connection` and `Transfer-Encoding`.
 
 /// `n` in decimal, written into the end of `buf`.
@@ -28,6 +28,18 @@ pub fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
     }
 }
 
+/// The number that `digits` spell, when they are ASCII digits only and it fits in a `u64`.
+pub fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
 /// Whether a comma-separated header value lists `token` (compared without case).
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
@@ -45,6 +57,28 @@ mod tests {
             assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
             assert_eq!(hex(n, &mut [0; 16]), format!("{n:x}").as_bytes());
         }
+    }
+
+    #[test]
+    fn digits_parse_as_the_standard_parser_reads_them() {
+        for s in [
+            "0",
+            "7",
+            "18",
+            "007",
+            "18446744073709551615",
+            "18446744073709551616",
+            "",
+            "-1",
+            "1.5",
+            "1e3",
+            " 1",
+            "12a",
+        ] {
+            let expected = s.parse::<u64>().ok().filter(|_| !s.starts_with('+'));
+            assert_eq!(parse_u64(s.as_bytes()), expected, "{s:?}");
+        }
+        assert_eq!(parse_u64(b"+1"), None);
     }
 
     #[test]

@@ -188,8 +188,31 @@ fn first_control(run: &[u8]) -> Option<usize> {
 /// are inside strings; callers that need UTF-8 check it first.
 pub fn scan(bytes: &[u8], mut member: impl FnMut(Member)) -> Result<(), SyntaxError> {
     let mut s = Scanner { b: bytes, i: 0 };
-    s.document(&mut member)
+    s.document::<false>(&mut member, &mut |_| {})
         .map_err(|what| SyntaxError::at(bytes, s.i, what))
+}
+
+/// Like [`scan`], and also calls `nested` with each member of an object that is the value of
+/// a top-level member (one level down: an answer's `usage` counts), in the same pass.
+pub fn scan_nested(
+    bytes: &[u8],
+    mut member: impl FnMut(Member),
+    mut nested: impl FnMut(NestedMember),
+) -> Result<(), SyntaxError> {
+    let mut s = Scanner { b: bytes, i: 0 };
+    s.document::<true>(&mut member, &mut nested)
+        .map_err(|what| SyntaxError::at(bytes, s.i, what))
+}
+
+/// One member of an object that is the value of a top-level member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedMember {
+    /// Where the enclosing top-level member's key is, quotes included.
+    pub parent: Range<usize>,
+    /// Where this member's key is, quotes included.
+    pub key: Range<usize>,
+    /// Where its value is.
+    pub value: Range<usize>,
 }
 
 /// One member of a document's top-level object.
@@ -234,6 +257,11 @@ impl Nesting {
     /// Whether the position is inside the top-level object: at a member's value.
     fn top_member(&self) -> bool {
         self.depth == 1 && self.in_object
+    }
+
+    /// Whether the position is inside an object that is a top-level member's value.
+    fn second_member(&self) -> bool {
+        self.depth == 2 && self.in_object && self.objects[0]
     }
 
     fn push(&mut self, object: bool) -> Step {
@@ -286,18 +314,29 @@ impl Scanner<'_> {
         Ok(key)
     }
 
-    fn document(&mut self, member: &mut impl FnMut(Member)) -> Step {
+    /// The document; with `NESTED`, members one level down go to `nested` too (a constant,
+    /// so that plain scans carry none of its checks).
+    fn document<const NESTED: bool>(
+        &mut self,
+        member: &mut impl FnMut(Member),
+        nested: &mut impl FnMut(NestedMember),
+    ) -> Step {
         let mut nest = Nesting::new();
         // The key and value start of the top-level member being read.
         let mut key = 0..0;
         let mut value_start = 0;
         let mut has_null = false;
+        // The same for the member one level down (with NESTED).
+        let mut key2 = 0..0;
+        let mut value_start2 = 0;
         self.ws();
         loop {
             // At the start of a value.
             if nest.top_member() {
                 value_start = self.i;
                 has_null = false;
+            } else if NESTED && nest.second_member() {
+                value_start2 = self.i;
             }
             match self.peek() {
                 None => return Err("EOF while parsing a value"),
@@ -312,6 +351,8 @@ impl Scanner<'_> {
                             let k = self.key()?;
                             if nest.depth == 1 {
                                 key = k;
+                            } else if NESTED && nest.depth == 2 {
+                                key2 = k;
                             }
                         }
                         continue;
@@ -337,6 +378,12 @@ impl Scanner<'_> {
                         value: value_start..self.i,
                         has_null,
                     });
+                } else if NESTED && nest.second_member() {
+                    nested(NestedMember {
+                        parent: key.clone(),
+                        key: key2.clone(),
+                        value: value_start2..self.i,
+                    });
                 }
                 self.ws();
                 if nest.depth == 0 {
@@ -357,6 +404,8 @@ impl Scanner<'_> {
                             let k = self.key()?;
                             if nest.depth == 1 {
                                 key = k;
+                            } else if NESTED && nest.depth == 2 {
+                                key2 = k;
                             }
                         } else if self.peek() == Some(b']') {
                             return Err("trailing comma");
@@ -726,7 +775,7 @@ pub fn key_position(key: &[u8], names: &[&str]) -> Option<usize> {
     let inner = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
     // The names hold no backslash, so a key spelled as one of them has no escape: compared
     // as it is first, and looked at for escapes only when it matched none.
-    if let Some(i) = names.iter().position(|n| inner == n.as_bytes()) {
+    if let Some(i) = names.iter().position(|n| short_eq(inner, n.as_bytes())) {
         return Some(i);
     }
     if !has_backslash(inner) {
@@ -734,6 +783,13 @@ pub fn key_position(key: &[u8], names: &[&str]) -> Option<usize> {
     }
     let decoded = std::str::from_utf8(key).map(unquote).ok()?;
     names.iter().position(|n| *n == decoded)
+}
+
+/// Whether two short byte strings (keys, names) are equal: a byte loop, which for a dozen
+/// bytes costs less than the call into `memcmp` that slice equality makes.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Whether `s` holds a backslash. Keys and short strings are most of what is asked about:
@@ -970,6 +1026,40 @@ mod tests {
                 ("\"d\"".into(), "\"s\"".into())
             ]
         );
+    }
+
+    #[test]
+    fn members_one_level_down_are_reported() {
+        let doc = br#"{"a":{"x":1,"y":{"z":[{"w":2}]}},"b":[{"v":3}],"c":{},"d":{"e":"s"}}"#;
+        let mut top = Vec::new();
+        let mut seen = Vec::new();
+        let text = |r: Range<usize>| String::from_utf8(doc[r].to_vec()).unwrap();
+        scan_nested(
+            doc,
+            |m| top.push(text(m.key)),
+            |m| seen.push((text(m.parent), text(m.key), text(m.value))),
+        )
+        .unwrap();
+        assert_eq!(top, ["\"a\"", "\"b\"", "\"c\"", "\"d\""]);
+        let seen: Vec<(&str, &str, &str)> = seen
+            .iter()
+            .map(|(p, k, v)| (p.as_str(), k.as_str(), v.as_str()))
+            .collect();
+        // Members of arrays' objects and of deeper objects are not reported.
+        assert_eq!(
+            seen,
+            [
+                ("\"a\"", "\"x\"", "1"),
+                ("\"a\"", "\"y\"", "{\"z\":[{\"w\":2}]}"),
+                ("\"d\"", "\"e\"", "\"s\""),
+            ]
+        );
+        // A top-level array's objects are one level down too, but not members' values.
+        let mut none = 0;
+        scan_nested(br#"[{"a":{"b":1}}]"#, |_| {}, |_| none += 1).unwrap();
+        assert_eq!(none, 0);
+        // The check is the same as scan's.
+        assert!(scan_nested(br#"{"a":{"b":1,}}"#, |_| {}, |_| {}).is_err());
     }
 
     #[test]

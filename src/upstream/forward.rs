@@ -175,36 +175,62 @@ impl AnswerPeek {
 
 /// Reads a complete answer once: `Err` when it is not JSON.
 fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxError> {
+    use crate::translate::raw::{key_is, key_position, scan_nested};
     /// The top-level fields looked for (escaped spellings count too).
     const KEYS: [&str; 5] = ["id", "object", "created", "model", "usage"];
+    /// The counts read from `usage`.
+    const COUNTS: [&str; 2] = ["prompt_tokens", "completion_tokens"];
     let mut peek = AnswerPeek {
         object: body.trim_ascii_start().first() == Some(&b'{'),
         ..AnswerPeek::default()
     };
     let mut seen = [false; 5];
     let mut repeated = false;
-    let mut usage = None;
-    crate::translate::raw::scan(body, |member| {
-        let key = &body[member.key];
-        let Some(i) = crate::translate::raw::key_position(key, &KEYS) else {
-            return;
-        };
-        repeated |= std::mem::replace(&mut seen[i], true);
-        let value = &body[member.value];
-        peek.present[i] = value != b"null";
-        if i == 4 {
-            usage = Some(value);
-        }
-    })?;
+    let mut usage_object = false;
+    // The usage counts, read in the same pass: `None` in `ok` once one is not a
+    // non-negative integer or comes twice.
+    let mut counts = [None::<u64>; 2];
+    let mut counts_ok = true;
+    // Where the parent key of the last nested member starts, and whether it is `usage`.
+    let mut in_usage = (usize::MAX, false);
+    scan_nested(
+        body,
+        |member| {
+            let Some(i) = key_position(&body[member.key], &KEYS) else {
+                return;
+            };
+            repeated |= std::mem::replace(&mut seen[i], true);
+            let value = &body[member.value];
+            peek.present[i] = value != b"null";
+            if i == 4 {
+                usage_object = value.first() == Some(&b'{');
+            }
+        },
+        |nested| {
+            // Members of one parent come one after another: its key is read once.
+            if in_usage.0 != nested.parent.start {
+                in_usage = (nested.parent.start, key_is(&body[nested.parent], "usage"));
+            }
+            if !in_usage.1 {
+                return;
+            }
+            let Some(i) = key_position(&body[nested.key], &COUNTS) else {
+                return;
+            };
+            match crate::wire::parse_u64(&body[nested.value]) {
+                Some(n) if counts[i].replace(n).is_none() => {}
+                _ => counts_ok = false,
+            }
+        },
+    )?;
     if repeated {
         // An object that repeats one of these fields: valid JSON, passed on as it is.
         return Ok(AnswerPeek::default());
     }
-    // The usage was checked with the answer: read, not checked again.
-    peek.usage = usage
-        .and_then(|u| std::str::from_utf8(u).ok())
-        .map(crate::translate::raw::Raw::checked)
-        .and_then(crate::metrics::Usage::from_raw);
+    peek.usage = (usage_object && counts_ok).then(|| crate::metrics::Usage {
+        prompt_tokens: counts[0].unwrap_or(0),
+        completion_tokens: counts[1].unwrap_or(0),
+    });
     Ok(peek)
 }
 
@@ -539,5 +565,38 @@ mod tests {
         assert!(!peek_answer(twice).unwrap().lacks("list"));
         // Bytes that are not UTF-8 inside a string are the engine's to send.
         assert!(peek_answer(b"{\"id\":\"\xff\"}").is_ok());
+    }
+
+    /// The usage counts read in the answer's one pass agree with reading the usage object on
+    /// its own (`Usage::from_json`), whatever the object holds.
+    #[test]
+    fn usage_counts_match_reading_the_usage_alone() {
+        let usages = [
+            r#"{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}"#,
+            r#"{"prompt_tokens":2}"#,
+            r#"{}"#,
+            r#"{"completion_tokens":7,"prompt_tokens_details":{"cached_tokens":1},"prompt_tokens":0}"#,
+            r#"{"prompt_tokens":2,"prompt_tokens":2}"#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":1.5}"#,
+            r#"{"prompt_tokens":1e3}"#,
+            r#"{"prompt_tokens":"3"}"#,
+            r#"{"prompt_tokens":null}"#,
+            r#"{"prompt_tokens":18446744073709551615}"#,
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"\u0070rompt_tokens":4}"#,
+            r#"{ "prompt_tokens" : 4 , "completion_tokens" : 5 }"#,
+            r#"null"#,
+            r#"[1]"#,
+            r#"5"#,
+        ];
+        for usage in usages {
+            let answer = format!(r#"{{"id":"c","usage":{usage},"x":{{"prompt_tokens":9}}}}"#);
+            assert_eq!(
+                peek_answer(answer.as_bytes()).unwrap().usage,
+                crate::metrics::Usage::from_json(usage.as_bytes()),
+                "{usage}"
+            );
+        }
     }
 }
