@@ -618,6 +618,11 @@ impl H1Body {
         } else {
             Framing::Length(left)
         };
+        if take == input.len() {
+            // All of it (the usual case): moved, since even a whole-range slice is a clone,
+            // and a clone of a buffer read from the socket allocates its shared header.
+            return input;
+        }
         input.slice(..take)
     }
 
