@@ -19,7 +19,7 @@
 #
 # Environment: BENCH_BIN=path uses that binary instead of `cargo build --release`;
 # BENCH_OUT=dir keeps the callgrind files there (default: a new dir under /tmp);
-# BENCH_ROUNDS=N rounds (default 3).
+# BENCH_ROUNDS=N rounds (default 3); BENCH_WHO=ours measures only this proxy (to compare builds).
 # Installs valgrind, nginx-light and wrk with apt when missing (as root).
 set -euo pipefail
 
@@ -138,9 +138,10 @@ measure() {
 }
 
 ROUNDS=${BENCH_ROUNDS:-3}
+WHO=${BENCH_WHO:-ours nginx}
 declare -A SLOPES
 for round in $(seq "$ROUNDS"); do
-  for who in ours nginx; do
+  for who in $WHO; do
     log "round $round of $ROUNDS, $who: 1 s and 4 s of load under callgrind"
     read -r r1 t1 <<<"$(measure "$who" 1)"
     read -r r4 t4 <<<"$(measure "$who" 4)"
@@ -150,14 +151,15 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "${SLOPES[ours]}" "${SLOPES[nginx]}" <<'PY'
+python3 - "${SLOPES[ours]:-}" "${SLOPES[nginx]:-}" <<'PY'
 import statistics, sys
 ours, nginx = ([int(x) for x in a.split()] for a in sys.argv[1:3])
-mo, mn = statistics.median(ours), statistics.median(nginx)
 print("instructions per request (short chat request, JSON answer; callgrind, all threads;")
-print(f"median of {len(ours)} rounds, each round's figure in brackets):")
-print(f"  ours   {mo:8.0f}  {ours}")
-print(f"  nginx  {mn:8.0f}  {nginx}")
-print(f"  ours/nginx {mo / mn:.2f}x")
+print("median of the rounds, each round's figure in brackets):")
+for name, got in (("ours", ours), ("nginx", nginx)):
+    if got:
+        print(f"  {name:6} {statistics.median(got):8.0f}  {got}")
+if ours and nginx:
+    print(f"  ours/nginx {statistics.median(ours) / statistics.median(nginx):.2f}x")
 PY
 echo "callgrind files: $OUT"
