@@ -57,37 +57,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r UP PX <<<"$(python3 -c '
-import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')"
-
-wait_port() {
-  local _
-  for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
-
-CHAT_JSON='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}'
-cat >"$OUT/upstream.conf" <<EOF
-worker_processes 1;
-pid $OUT/upstream.pid;
-error_log $OUT/upstream-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000000;
-  server {
-    listen 127.0.0.1:$UP;
-    location = /v1/models { default_type application/json; return 200 '{"object":"list","data":[{"id":"m","object":"model","owned_by":"vllm"}]}'; }
-    location / { default_type application/json; return 200 '$CHAT_JSON'; }
-  }
-}
-EOF
+# shellcheck source=bench/common.sh
+. "$BENCH_DIR/common.sh"
+read -r UP PX <<<"$(free_ports 2)"
+write_json_upstream "$OUT/upstream.conf" "$OUT" "$UP"
 cat >"$OUT/proxy.conf" <<EOF
 pid $OUT/proxy.pid;
 error_log $OUT/proxy-error.log warn;
@@ -110,23 +83,22 @@ export WRK_BODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m"}'
 
 # One callgrind run: who (ours|nginx), seconds of load; prints "requests instructions".
 measure() {
-  local who=$1 secs=$2 cg="$OUT/$1-$2s-$round.callgrind" url pid reqs total
+  local who=$1 secs=$2 cg="$OUT/$1-$2s-$round.callgrind" url pid reqs total warm cmd
   if [ "$who" = ours ]; then
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$cg" "$BIN" --port "$PX" \
-      --upstream-url "http://127.0.0.1:$UP" --engine vllm --model-type chat-completion \
-      --model-name m >"$OUT/$who-$secs.log" 2>&1 &
+    cmd=("$BIN" --port "$PX" --upstream-url "http://127.0.0.1:$UP" --engine vllm
+      --model-type chat-completion --model-name m)
     url="http://127.0.0.1:$PX/chat/completions?api-version=2024-05-01-preview"
   else
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$cg" nginx -p "$OUT" \
-      -c "$OUT/proxy.conf" -g 'daemon off; master_process off;' >"$OUT/$who-$secs.log" 2>&1 &
+    cmd=(nginx -p "$OUT" -c "$OUT/proxy.conf" -g 'daemon off; master_process off;')
     url="http://127.0.0.1:$PX/v1/chat/completions"
   fi
+  taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$cg" "${cmd[@]}" \
+    >"$OUT/$who-$secs.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
-  wait_port "$PX"
+  wait_port "$PX" 300
   # A warm-up second opens the upstream pool's connections; its requests count too, since
   # their instructions are in the total.
-  local warm
   warm=$(taskset -c 1 wrk -t1 -c8 -d1s -s "$BENCH_DIR/post.lua" "$url" | awk '/requests in/ {print $1}')
   reqs=$(taskset -c 1 wrk -t1 -c8 -d"${secs}s" -s "$BENCH_DIR/post.lua" "$url" |
     awk '/requests in/ {print $1}')

@@ -26,34 +26,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r UP PX <<<"$(python3 -c '
-import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')"
-
-cat >"$OUT/upstream.conf" <<EOF
-worker_processes 1;
-pid $OUT/upstream.pid;
-error_log $OUT/upstream-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000000;
-  server {
-    listen 127.0.0.1:$UP;
-    location = /v1/models { default_type application/json; return 200 '{"object":"list","data":[{"id":"m","object":"model","owned_by":"vllm"}]}'; }
-    location / { default_type application/json; return 200 '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}'; }
-  }
-}
-EOF
+# shellcheck source=bench/common.sh
+. "$BENCH_DIR/common.sh"
+read -r UP PX <<<"$(free_ports 2)"
+write_json_upstream "$OUT/upstream.conf" "$OUT" "$UP"
 taskset -c 1 nginx -p "$OUT" -c "$OUT/upstream.conf" -g 'daemon off;' &
 PIDS+=($!)
 taskset -c 0 "$BIN" --port "$PX" --upstream-url "http://127.0.0.1:$UP" --engine vllm \
   --model-type chat-completion --model-name m >"$OUT/proxy.log" 2>&1 &
 PROXY=$!
 PIDS+=("$PROXY")
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PX") 2>/dev/null && break; sleep 0.05; done
+wait_port "$PX"
 
 URL="http://127.0.0.1:$PX/chat/completions?api-version=2024-05-01-preview"
 export WRK_BODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m"}'

@@ -49,6 +49,8 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/aop-bench.XXXXXX)}
 mkdir -p "$OUT"
 RES="$OUT/results.env"
 : > "$RES"
+# shellcheck source=bench/common.sh
+. "$BENCH_DIR/common.sh"
 VENV="$HOME/.cache/azure-openai-proxy/bench-venv"
 PY="$VENV/bin/python"
 OHA=""
@@ -129,14 +131,6 @@ stop() {
   wait "$1" 2>/dev/null || true
   forget "$1"
 }
-wait_port() {
-  local _
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; return 1
-}
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 conns_to() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 wait_conns_below() { # port, count
@@ -145,17 +139,6 @@ wait_conns_below() { # port, count
   return 0
 }
 
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # ---------------------------------------------------------------- payloads
 BODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m"}'
@@ -169,8 +152,6 @@ import json
 text = " ".join(["the quick brown fox jumps over the lazy dog, \"quoted\" and caf\u00e9"] * 30)
 msgs = [{"role": ("user", "assistant")[i % 2], "content": f"{i}: {text}"} for i in range(32)]
 print(json.dumps({"messages": msgs, "temperature": 0.5, "max_tokens": 100}))')
-MODELS_JSON='{"object":"list","data":[{"id":"m","object":"model","owned_by":"vllm"}]}'
-CHAT_JSON='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":9,"total_tokens":18}}'
 sse_event() { # content, finish_reason (JSON), role part
   printf 'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,"delta":{%s"content":"%s"},"finish_reason":%s}]}\\n\\n' "$3" "$1" "$2"
 }

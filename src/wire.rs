@@ -1,6 +1,7 @@
 //! Byte helpers shared by the HTTP/1 server, the engine client and the access line: numbers
-//! written as and read from ASCII digits without the formatting machinery (they run on every request), and the
-//! comma-separated tokens of headers such as `Connection` and `Transfer-Encoding`.
+//! written as and read from ASCII digits without the formatting machinery (they run on every
+//! request), and the comma-separated tokens of headers such as `Connection` and
+//! `Transfer-Encoding`.
 
 /// `n` in decimal, written into the end of `buf`.
 pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {

@@ -791,12 +791,12 @@ enum Framing {
     Chunked,
 }
 
-/// A `Content-Length` value: digits only (RFC 9110), no sign, no list.
+/// A `Content-Length` value: digits only (RFC 9110), no sign, no list, at most 19 of them.
 fn content_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    if v.len() > 19 {
         return None;
     }
-    Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    crate::wire::parse_u64(v)
 }
 
 /// Makes room for a read of at least `space` bytes. `BytesMut` reuses its allocation in place

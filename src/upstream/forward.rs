@@ -187,7 +187,7 @@ fn peek_answer(body: &[u8]) -> Result<AnswerPeek, crate::translate::raw::SyntaxE
     let mut seen = [false; 5];
     let mut repeated = false;
     let mut usage_object = false;
-    // The usage counts, read in the same pass: `None` in `ok` once one is not a
+    // The usage counts, read in the same pass; `counts_ok` turns false once one is not a
     // non-negative integer or comes twice.
     let mut counts = [None::<u64>; 2];
     let mut counts_ok = true;
