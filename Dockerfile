@@ -28,8 +28,13 @@ ARG TEI_CPU_IMAGE=ghcr.io/huggingface/text-embeddings-inference:cpu-1.9.3
 # 89-1.9.3 (L4, L40S), hopper-1.9.3 (H100), cuda-1.9.3 (all of them, chosen at start).
 ARG TEI_GPU_IMAGE=ghcr.io/huggingface/text-embeddings-inference:1.9.3
 
-# ---- build: the release binary; dependencies in their own layer, rebuilt only when Cargo.* change
+# ---- build: the release binary, profile-guided (scripts/build-pgo.sh: an instrumented build
+# answers a few seconds of mock traffic, then the release build uses that profile; about a
+# quarter more requests per second). `--build-arg PGO=0` makes a plain `cargo build --release`,
+# in a third of the time. The dependencies of the plain build (also what the training driver
+# is built with) are in their own layer, rebuilt only when Cargo.* change.
 FROM ${RUST_IMAGE} AS build
+ARG PGO=1
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src \
@@ -38,10 +43,16 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src
 COPY src ./src
+COPY examples/pgo_train.rs ./examples/
+COPY scripts/build-pgo.sh ./scripts/
 # touch: the sources may be older than the placeholder build, which cargo would then keep.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
-    && install -D -m 0755 target/release/azure-openai-proxy /out/azure-openai-proxy \
+    && if [ "$PGO" = 0 ]; then \
+         cargo build --release --locked && bin=target/release/azure-openai-proxy; \
+       else \
+         bin=$(scripts/build-pgo.sh); \
+       fi \
+    && install -D -m 0755 "$bin" /out/azure-openai-proxy \
     && strip /out/azure-openai-proxy \
     && /out/azure-openai-proxy --version
 COPY LICENSE-APACHE LICENSE-MIT /out/licenses/

@@ -79,7 +79,8 @@ p = out.append
 p(f"Machine: {R.get('machine_cpu')}, {R.get('machine_cores')} cores, "
   f"{fmt(num('machine_mem_mb'))} MB RAM, Linux {R.get('machine_kernel')}; "
   f"nginx {R.get('nginx_version')}, wrk {R.get('wrk_version')}, oha {R.get('oha_version')}; "
-  f"proxy commit {R.get('commit')}; mode {R.get('mode')}; "
+  f"proxy commit {R.get('commit')}; build {R.get('build', 'cargo build --release')}; "
+  f"mode {R.get('mode')}; "
   f"load average before {R.get('load_before')}, after {R.get('load_after')}.")
 p("")
 
@@ -102,6 +103,11 @@ for label, d, n, o in (
     errs = "/".join(R.get(f"rps_err_{k}", "?") for k in (d, n, o))
     p(f"| {label} | {fmt(vd)} | {fmt(vn)} | {fmt(vo)} | {ratio(vo, vd)} | {ratio(vn, vd)} "
       f"| {ratio(vo, vn)} | {errs} |")
+vp = num("rps_ours_plain")
+if vp:
+    p(f"| chat, JSON, ours built with plain `cargo build --release` (no PGO) | | | {fmt(vp)} "
+      f"| {ratio(vp, num('rps_direct'))} | | {ratio(vp, num('rps_nginx'))} "
+      f"| {R.get('rps_err_ours_plain', '?')} |")
 vw = num("rps_ours_warn")
 p(f"| chat, JSON, ours with RUST_LOG=warn (no access log) | | | {fmt(vw)} "
   f"| {ratio(vw, num('rps_direct'))} | | {ratio(vw, num('rps_nginx'))} "
@@ -121,8 +127,11 @@ if rounds != "1":
         ("chat, JSON answer", "nginx", "ours"),
         ("chat, SSE answer (6 events)", "snginx", "sours"),
         (f"chat, JSON answer, {R.get('big_body_kb', '?')} kB request", "bnginx", "bours"),
+        ("chat, JSON answer, ours built without PGO", "nginx", "ours_plain"),
     ):
         rn, ro = per_round(f"rps_{n}"), per_round(f"rps_{o}")
+        if not ro:
+            continue
         cn, co = per_round(f"cpu_us_{n}"), per_round(f"cpu_us_{o}")
         cells = [f"{b / a:.2f}x; {d / c:.2f}x" if a and c else "n/a"
                  for a, b, c, d in zip(rn, ro, cn, co)]
@@ -140,8 +149,11 @@ for label, n, o in (
     ("chat, SSE answer (6 events)", "snginx", "sours"),
     (f"chat, JSON answer, {R.get('big_body_kb', '?')} kB request", "bnginx", "bours"),
     ("chat, JSON, ours with RUST_LOG=warn", None, "ours_warn"),
+    ("chat, JSON, ours built without PGO", "nginx", "ours_plain"),
     ("chat, JSON, the no-op relay in ours' place", "nginx", "relay"),
 ):
+    if num(f"cpu_us_{o}") is None:
+        continue
     cn = pct(num(f"cpu_{n}")) if n else ""
     un = fmt(num(f"cpu_us_{n}"), 1) if n else ""
     p(f"| {label} | {cn} | {un} | {pct(num(f'cpu_{o}'))} | {fmt(num(f'cpu_us_{o}'), 1)} "

@@ -6,7 +6,10 @@
 #   bench/run.sh quick    short run (about 2 minutes)
 #
 # Environment:
-#   BENCH_BIN=path        use this proxy binary instead of `cargo build --release`
+#   BENCH_BIN=path        use this proxy binary instead of building one
+#   BENCH_PGO=0           measure `cargo build --release` instead of the profile-guided build
+#                         (scripts/build-pgo.sh, which the container images ship); with PGO the
+#                         plain build also runs in the JSON throughput rounds
 #   BENCH_OUT=dir         where results and logs go (default: a new dir under /tmp)
 #   BENCH_RATE=N          fixed request rate of the open-loop latency test (default 2000/s)
 #   BENCH_CONNS=N         wrk connections (default 64)
@@ -320,19 +323,30 @@ hold() { # key, pid to measure, url, n, proto, upstream hold port
 
 # ---------------------------------------------------------------- main
 install_tools
+PLAIN_BIN=""
 if [ -n "${BENCH_BIN:-}" ]; then
   BIN=$BENCH_BIN
+  BUILD="given (BENCH_BIN)"
 else
   log "cargo build --release"
   (cd "$REPO" && cargo build --release --quiet)
   BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/azure-openai-proxy"
+  BUILD="cargo build --release"
+  if [ "${BENCH_PGO:-1}" != 0 ]; then
+    # The profile-guided build the container images ship; the plain one runs beside it in the
+    # JSON throughput rounds (what `cargo install` gives).
+    log "scripts/build-pgo.sh (profile-guided build; about 10 minutes the first time)"
+    PLAIN_BIN=$BIN
+    BIN=$(cd "$REPO" && scripts/build-pgo.sh 2>"$OUT/build-pgo.log")
+    BUILD="profile-guided (scripts/build-pgo.sh)"
+  fi
 fi
 # The no-op TCP relay: what any process in the path costs on this machine.
 (cd "$REPO" && cargo build --release --quiet --example relay)
 RELAY="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/relay"
 ulimit -n "$(ulimit -Hn)"
 
-read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS RL_JSON RL_LAT <<<"$(free_ports 12)"
+read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS RL_JSON RL_LAT OURS_PLAIN <<<"$(free_ports 13)"
 
 put machine_cpu "\"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)\""
 put machine_cores "$(nproc)"
@@ -344,6 +358,7 @@ put oha_version "$("$OHA" --version | awk '{print $2}')"
 TREE="$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo +dirty)"
 # A given binary may not be the tree's: say which it is.
 put commit "\"${BENCH_BIN:+$BENCH_BIN, with the tree at }$TREE\""
+put build "\"$BUILD\""
 put mode "$MODE"
 put dur "$DUR"
 put rounds "$ROUNDS"
@@ -382,6 +397,15 @@ put rss_idle "$(rss_kb "$OUR_PID")"
 check_ok "$D:$UP_JSON$OAI_PATH" "$BODY"
 check_ok "$D:$NG_JSON$OAI_PATH" "$BODY"
 check_ok "$D:$OURS$AZ_PATH" "$BODY"
+PLAIN_PID=""
+if [ -n "$PLAIN_BIN" ]; then
+  taskset -c 0 "$PLAIN_BIN" --port "$OURS_PLAIN" --upstream-url "http://127.0.0.1:$UP_JSON" \
+    --engine vllm --model-type chat-completion --model-name m >"$OUT/ours-plain.log" 2>&1 &
+  PLAIN_PID=$!
+  PIDS+=("$PLAIN_PID")
+  wait_port "$OURS_PLAIN"
+  check_ok "$D:$OURS_PLAIN$AZ_PATH" "$BODY"
+fi
 
 put big_body_kb "$((${#BIG_BODY} / 1024))"
 check_ok "$D:$OURS$AZ_PATH" "$BIG_BODY"
@@ -390,6 +414,7 @@ for round in $(seq "$ROUNDS"); do
   run_wrk direct "$D:$UP_JSON$OAI_PATH" "$BODY"
   run_wrk nginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER"
   run_wrk ours "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
+  [ -z "$PLAIN_PID" ] || run_wrk ours_plain "$D:$OURS_PLAIN$AZ_PATH" "$BODY" "$PLAIN_PID"
   run_wrk relay "$D:$RL_JSON$OAI_PATH" "$BODY" "$RELAY_JSON_PID"
   log "round $round of $ROUNDS: max throughput, $((${#BIG_BODY} / 1024)) kB requests"
   run_wrk bdirect "$D:$UP_JSON$OAI_PATH" "$BIG_BODY"
@@ -403,6 +428,7 @@ for round in $(seq "$ROUNDS"); do
 done
 put rss_after_load "$(rss_kb "$OUR_PID")"
 stop "$OUR_PID"
+[ -z "$PLAIN_PID" ] || stop "$PLAIN_PID"
 
 # Same, with per-request logging off (RUST_LOG=warn), to see what the access log costs.
 OUR_LOG=warn start_ours "$UP_JSON" "$OURS" ours-json-warn

@@ -402,9 +402,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
                     headers.insert(name, value);
                 }
             } else if name == CONTENT_LENGTH {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
+                let n = crate::wire::parse_u64(h.value.trim_ascii())
                     .ok_or_else(|| H1Error::Invalid("content-length".into()))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(H1Error::Invalid("conflicting content-length".into()));
