@@ -43,6 +43,13 @@ pub fn parse_u64(digits: &[u8]) -> Option<u64> {
 
 /// Whether a comma-separated header value lists `token` (compared without case).
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    // The usual value is the one token alone; a value of the token's length can only list it
+    // by being it, and a shorter one cannot list it at all.
+    match value.len().cmp(&token.len()) {
+        std::cmp::Ordering::Less => return false,
+        std::cmp::Ordering::Equal => return value.eq_ignore_ascii_case(token),
+        std::cmp::Ordering::Greater => {}
+    }
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
@@ -51,6 +58,29 @@ pub fn has_token(value: &[u8], token: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_found_in_lists_and_alone() {
+        for (value, token, listed) in [
+            ("close", "close", true),
+            ("Close", "close", true),
+            ("clos", "close", false),
+            ("closer", "close", false),
+            ("keep-alive, close", "close", true),
+            (" close ", "close", true),
+            ("x,y,z", "close", false),
+            ("a,b", "abc", false),
+            ("", "close", false),
+            ("chunked", "chunked", true),
+            ("gzip, chunked", "chunked", true),
+        ] {
+            assert_eq!(
+                has_token(value.as_bytes(), token.as_bytes()),
+                listed,
+                "{value:?}"
+            );
+        }
+    }
 
     #[test]
     fn digits_match_the_formatter() {

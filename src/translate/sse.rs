@@ -166,12 +166,16 @@ fn normal_events(chunk: &[u8]) -> Option<(usize, bool)> {
     let mut at = 0;
     while at < chunk.len() {
         let event = chunk[at..].strip_prefix(b"data: ")?;
-        let end = memchr::memchr(b'\n', event)?;
+        // One search for the end of the line and for a CR in it: a CR first means the line
+        // needs the normaliser.
+        let end = memchr::memchr2(b'\n', b'\r', event)?;
+        if event[end] == b'\r' {
+            return None;
+        }
         let payload = &event[..end];
         let (first, last) = (payload.first()?, payload.last()?);
         if first.is_ascii_whitespace()
             || last.is_ascii_whitespace()
-            || memchr::memchr(b'\r', payload).is_some()
             || event.get(end + 1) != Some(&b'\n')
         {
             return None;
