@@ -29,8 +29,8 @@ ARG TEI_CPU_IMAGE=ghcr.io/huggingface/text-embeddings-inference:cpu-1.9.3
 ARG TEI_GPU_IMAGE=ghcr.io/huggingface/text-embeddings-inference:1.9.3
 
 # ---- build: the release binary, profile-guided (scripts/build-pgo.sh: an instrumented build
-# answers a few seconds of mock traffic, then the release build uses that profile; about a
-# quarter more requests per second). `--build-arg PGO=0` makes a plain `cargo build --release`,
+# answers a few seconds of mock traffic, then the release build uses that profile; a fifth to a
+# third more requests per second). `--build-arg PGO=0` makes a plain `cargo build --release`,
 # in a third of the time. The dependencies of the plain build (also what the training driver
 # is built with) are in their own layer, rebuilt only when Cargo.* change.
 FROM ${RUST_IMAGE} AS build

@@ -3,7 +3,7 @@
 # build answers a few seconds of typical Azure traffic from a mock engine
 # (examples/pgo_train.rs), and the release build is made again with that profile, so that the
 # compiler lays out and inlines for the paths requests take. On the benchmark's short chat
-# request this took 12 % fewer instructions and gave about 25 % more requests per second than
+# request this took 17 % fewer instructions and gave 18 to 33 % more requests per second than
 # `cargo build --release` (docs/benchmarks.md).
 #
 #   scripts/build-pgo.sh       prints the binary's path: target/pgo/release/azure-openai-proxy
