@@ -23,11 +23,20 @@ log() { printf '[build-pgo] %s\n' "$*" >&2; }
 SYSROOT=$(rustc --print sysroot)
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 PROFDATA="$SYSROOT/lib/rustlib/$HOST/bin/llvm-profdata"
-if [ ! -x "$PROFDATA" ]; then
+if [ ! -x "$PROFDATA" ] && command -v rustup >/dev/null; then
   log "rustup component add llvm-tools"
   rustup component add llvm-tools >&2
 fi
-[ -x "$PROFDATA" ] || { echo "build-pgo: no llvm-profdata at $PROFDATA" >&2; exit 1; }
+if [ ! -x "$PROFDATA" ]; then
+  echo "build-pgo: no llvm-profdata at $PROFDATA (it comes with rustup's llvm-tools component," \
+    "of the same LLVM as rustc)" >&2
+  exit 1
+fi
+# (`type -P`: the program, not the shell builtin; the training driver runs it.)
+if ! type -P kill >/dev/null; then
+  echo "build-pgo: the training needs the kill program (procps)" >&2
+  exit 1
+fi
 
 rm -rf "$DATA"
 mkdir -p "$DATA"
