@@ -221,8 +221,8 @@ start_nginx() { # cpu, conf; sets LAST_PID to the master's PID
 }
 
 OUR_PID=""
-start_ours() { # upstream port, listen port, log name; RUST_LOG from OUR_LOG if set
-  env ${OUR_LOG:+RUST_LOG=$OUR_LOG} taskset -c 0 "$BIN" --port "$2" --upstream-url "http://127.0.0.1:$1" --engine vllm \
+start_ours() { # upstream port, listen port, log name; env: OUR_LOG (RUST_LOG), OUR_BIN (binary)
+  env ${OUR_LOG:+RUST_LOG=$OUR_LOG} taskset -c 0 "${OUR_BIN:-$BIN}" --port "$2" --upstream-url "http://127.0.0.1:$1" --engine vllm \
     --model-type chat-completion --model-name m >"$OUT/$3.log" 2>&1 &
   OUR_PID=$!
   PIDS+=("$OUR_PID")
@@ -399,11 +399,10 @@ check_ok "$D:$NG_JSON$OAI_PATH" "$BODY"
 check_ok "$D:$OURS$AZ_PATH" "$BODY"
 PLAIN_PID=""
 if [ -n "$PLAIN_BIN" ]; then
-  taskset -c 0 "$PLAIN_BIN" --port "$OURS_PLAIN" --upstream-url "http://127.0.0.1:$UP_JSON" \
-    --engine vllm --model-type chat-completion --model-name m >"$OUT/ours-plain.log" 2>&1 &
-  PLAIN_PID=$!
-  PIDS+=("$PLAIN_PID")
-  wait_port "$OURS_PLAIN"
+  PGO_PID=$OUR_PID
+  OUR_BIN=$PLAIN_BIN start_ours "$UP_JSON" "$OURS_PLAIN" ours-plain
+  PLAIN_PID=$OUR_PID
+  OUR_PID=$PGO_PID
   check_ok "$D:$OURS_PLAIN$AZ_PATH" "$BODY"
 fi
 

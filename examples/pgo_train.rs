@@ -272,10 +272,8 @@ async fn serve_engine(mut socket: TcpStream) {
             return;
         };
         while buf.len() < head_len + body_len {
-            let mut chunk = [0u8; 16 * 1024];
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut socket, &mut buf).await {
+                return;
             }
         }
         let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
@@ -316,10 +314,20 @@ async fn read_head(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(usize, 
                 .unwrap_or(0);
             return Some((end + 4, length));
         }
-        let mut chunk = [0u8; 16 * 1024];
-        match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        if !read_more(socket, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Appends what the next read brings; false at the end of the connection or on an error.
+async fn read_more(socket: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    match socket.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
     }
 }

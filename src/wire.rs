@@ -43,12 +43,10 @@ pub fn parse_u64(digits: &[u8]) -> Option<u64> {
 
 /// Whether a comma-separated header value lists `token` (compared without case).
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    // The usual value is the one token alone; a value of the token's length can only list it
-    // by being it, and a shorter one cannot list it at all.
-    match value.len().cmp(&token.len()) {
-        std::cmp::Ordering::Less => return false,
-        std::cmp::Ordering::Equal => return value.eq_ignore_ascii_case(token),
-        std::cmp::Ordering::Greater => {}
+    // The usual value is the one token alone: a value no longer than the token lists it only
+    // by being it (and a shorter one is never equal).
+    if value.len() <= token.len() {
+        return value.eq_ignore_ascii_case(token);
     }
     value
         .split(|&b| b == b',')
