@@ -6,6 +6,7 @@
 //! `upstream` (the pooled client, engine capabilities, relaying the answer). `error` turns
 //! every failure into Azure's error body in one place.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod config_file;

@@ -7,6 +7,10 @@ use clap::Parser;
 use azure_openai_proxy::cli::Args;
 use azure_openai_proxy::config::Config;
 
+/// Freed blocks wait per thread for the next request's allocations (see `alloc`).
+#[global_allocator]
+static ALLOCATOR: azure_openai_proxy::alloc::CachingAlloc = azure_openai_proxy::alloc::CachingAlloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let check_only = args.check_config;

@@ -20,6 +20,11 @@ use azure_openai_proxy::cli::Args;
 use azure_openai_proxy::config::Config;
 use azure_openai_proxy::state::AppState;
 
+/// The binary's allocator here too, so that every test (in-process proxy, mock engine, many
+/// threads freeing each other's blocks) runs on it.
+#[global_allocator]
+static ALLOCATOR: azure_openai_proxy::alloc::CachingAlloc = azure_openai_proxy::alloc::CachingAlloc;
+
 /// The latest supported version, as clients send it.
 pub const V: &str = "2024-05-01-preview";
 
