@@ -43,7 +43,7 @@ use super::body::{Mailbox, RequestBody};
 use super::Limits;
 use crate::error::ApiError;
 use crate::routes::App;
-use crate::wire::{decimal, has_token, hex};
+use crate::wire::{decimal, eq_lower, has_token, hex};
 
 /// What a client sends first on an HTTP/2 connection with prior knowledge.
 pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -108,6 +108,36 @@ struct Exchange {
     head_only: bool,
     version: Version,
     keep_alive: bool,
+}
+
+/// A request header's name: the ones Azure clients send on every request are matched a word at
+/// a time (`HeaderName::from_bytes` lower-cases the name into a buffer and looks it up, about
+/// 120 instructions a header, and copies a name it does not know, such as `api-key`, into an
+/// allocation of its own).
+fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    const API_KEY: HeaderName = HeaderName::from_static("api-key");
+    const EXTRA_PARAMETERS: HeaderName = HeaderName::from_static("extra-parameters");
+    const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
+    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    // httparse has checked that a name is token characters, as `eq_lower` needs.
+    let is = |lower: &str, header: HeaderName| eq_lower(name, lower.as_bytes()).then_some(header);
+    let known = match name.len() {
+        4 => is("host", header::HOST),
+        6 => is("accept", header::ACCEPT),
+        7 => is("api-key", API_KEY),
+        10 => is("user-agent", header::USER_AGENT).or_else(|| is("connection", header::CONNECTION)),
+        12 => is("content-type", header::CONTENT_TYPE).or_else(|| is("x-request-id", REQUEST_ID)),
+        13 => is("authorization", header::AUTHORIZATION),
+        14 => is("content-length", header::CONTENT_LENGTH),
+        15 => is("accept-encoding", header::ACCEPT_ENCODING),
+        16 => is("extra-parameters", EXTRA_PARAMETERS),
+        22 => is("x-ms-client-request-id", CLIENT_REQUEST_ID),
+        _ => None,
+    };
+    match known {
+        Some(header) => Ok(header),
+        None => HeaderName::from_bytes(name),
+    }
 }
 
 /// How the rest of a request body is read from the connection.
@@ -408,7 +438,7 @@ impl Connection {
         let (mut said_close, mut said_keep_alive) = (false, false);
         let mut expect_continue = false;
         for s in &self.spans {
-            let name = HeaderName::from_bytes(&head[s.name.0..s.name.1])
+            let name = header_name(&head[s.name.0..s.name.1])
                 .map_err(|_| malformed("a header name is not a token"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(s.value.0..s.value.1))
                 .map_err(|_| malformed("a header value has a forbidden byte"))?;
@@ -1018,6 +1048,40 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_are_what_http_makes_of_them() {
+        for name in [
+            "Host",
+            "host",
+            "Accept",
+            "api-key",
+            "Api-Key",
+            "User-Agent",
+            "Connection",
+            "Content-Type",
+            "X-Request-Id",
+            "Authorization",
+            "CONTENT-LENGTH",
+            "Accept-Encoding",
+            "extra-parameters",
+            "x-ms-client-request-id",
+            "x-stainless-lang",
+            "hosu",
+            "api_key",
+            "content-typf",
+        ] {
+            let ours = header_name(name.as_bytes()).unwrap();
+            assert_eq!(
+                ours,
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "{name}"
+            );
+            assert_eq!(ours.as_str(), name.to_ascii_lowercase());
+        }
+        assert!(header_name(b"bad name").is_err());
+        assert!(header_name(b"").is_err());
+    }
 
     fn decode_all(
         decoder: &mut Decoder,
