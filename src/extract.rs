@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, HeaderMap, HeaderName, Uri};
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -152,8 +152,11 @@ pub fn check_key(state: &AppState, request: &Request) -> Result<(), ApiError> {
     Err(ApiError::Unauthorized)
 }
 
+/// The Azure key header (a constant: a name given as `&str` is parsed again on every lookup).
+pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
+
 fn presented_keys(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    let api_key = headers.get_all("api-key").iter().map(|v| v.as_bytes());
+    let api_key = headers.get_all(API_KEY).iter().map(|v| v.as_bytes());
     let bearer = headers
         .get_all(header::AUTHORIZATION)
         .iter()

@@ -115,10 +115,9 @@ struct Exchange {
 /// 120 instructions a header, and copies a name it does not know, such as `api-key`, into an
 /// allocation of its own).
 fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    const API_KEY: HeaderName = HeaderName::from_static("api-key");
-    const EXTRA_PARAMETERS: HeaderName = HeaderName::from_static("extra-parameters");
-    const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
-    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    use crate::extract::API_KEY;
+    use crate::telemetry::{CLIENT_REQUEST_ID, REQUEST_ID};
+    use crate::translate::extra_params::EXTRA_PARAMETERS;
     // httparse has checked that a name is token characters, as `eq_lower` needs.
     let is = |lower: &str, header: HeaderName| eq_lower(name, lower.as_bytes()).then_some(header);
     let known = match name.len() {
@@ -468,19 +467,16 @@ impl Connection {
                     .rsplit(|b| *b == b',')
                     .next()
                     .unwrap_or_default();
-                if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                if !eq_lower(last.trim_ascii(), b"chunked") {
                     return Err(malformed("a Transfer-Encoding other than chunked"));
                 }
                 framing = Framing::Chunked;
             } else if name == header::CONNECTION {
-                for token in value.as_bytes().split(|b| *b == b',') {
-                    let token = token.trim_ascii();
-                    said_close |= token.eq_ignore_ascii_case(b"close");
-                    said_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                }
+                said_close |= has_token(value.as_bytes(), b"close");
+                said_keep_alive |= has_token(value.as_bytes(), b"keep-alive");
             } else if name == header::EXPECT {
-                expect_continue = version == Version::HTTP_11
-                    && value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+                expect_continue =
+                    version == Version::HTTP_11 && eq_lower(value.as_bytes(), b"100-continue");
             }
             headers.append(name, value);
         }

@@ -5,10 +5,10 @@ use axum::http::{HeaderMap, HeaderName};
 use crate::error::ApiError;
 use crate::translate::body::JsonBody;
 
-/// The spec's three behaviours for fields outside the spec.
 /// The Model Inference header that says what to do with fields the API does not define.
-const EXTRA_PARAMETERS: HeaderName = HeaderName::from_static("extra-parameters");
+pub const EXTRA_PARAMETERS: HeaderName = HeaderName::from_static("extra-parameters");
 
+/// The spec's three behaviours for fields outside the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtraParams {
     /// Reject the request, naming the fields (Azure's default).

@@ -410,10 +410,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, H1Error> {
             } else if name == TRANSFER_ENCODING {
                 chunked = has_token(h.value, b"chunked");
             } else if name == CONNECTION {
-                // The usual value first: it lists no `close`.
-                if h.value == b"keep-alive" {
-                    close = false;
-                } else if has_token(h.value, b"close") {
+                if has_token(h.value, b"close") {
                     close = true;
                 } else if has_token(h.value, b"keep-alive") {
                     close = false;
