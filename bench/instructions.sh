@@ -4,6 +4,10 @@
 # comparing builds where requests per second are too noisy to tell (see docs/benchmarks.md).
 #
 #   bench/instructions.sh        short chat request, JSON answer (about a minute)
+#   BENCH_REQUEST=sdk bench/instructions.sh
+#                                the same request with the headers the openai SDK's AzureOpenAI
+#                                client sends (bench/post-sdk.lua: twenty headers, nine of them
+#                                x-stainless-*), to an Azure OpenAI deployment route
 #
 # Both proxies serve the same fixed answer from an nginx upstream (CPU 1) and run under
 # callgrind on CPU 0; wrk (CPU 1, 8 connections) POSTs the benchmark's one-message chat
@@ -80,6 +84,13 @@ PIDS+=($!)
 wait_port "$UP"
 
 export WRK_BODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m"}'
+case ${BENCH_REQUEST:-short} in
+  short) SCRIPT=$BENCH_DIR/post.lua
+    OUR_PATH="/chat/completions?api-version=2024-05-01-preview" ;;
+  sdk) SCRIPT=$BENCH_DIR/post-sdk.lua
+    OUR_PATH="/openai/deployments/m/chat/completions?api-version=2024-10-21" ;;
+  *) echo "BENCH_REQUEST: short or sdk, not ${BENCH_REQUEST}" >&2; exit 2 ;;
+esac
 
 # One callgrind run: who (ours|nginx), seconds of load; prints "requests instructions".
 measure() {
@@ -87,7 +98,7 @@ measure() {
   if [ "$who" = ours ]; then
     cmd=("$BIN" --port "$PX" --upstream-url "http://127.0.0.1:$UP" --engine vllm
       --model-type chat-completion --model-name m)
-    url="http://127.0.0.1:$PX/chat/completions?api-version=2024-05-01-preview"
+    url="http://127.0.0.1:$PX$OUR_PATH"
   else
     cmd=(nginx -p "$OUT" -c "$OUT/proxy.conf" -g 'daemon off; master_process off;')
     url="http://127.0.0.1:$PX/v1/chat/completions"
@@ -99,8 +110,8 @@ measure() {
   wait_port "$PX" 300
   # A warm-up second opens the upstream pool's connections; its requests count too, since
   # their instructions are in the total.
-  warm=$(taskset -c 1 wrk -t1 -c8 -d1s -s "$BENCH_DIR/post.lua" "$url" | awk '/requests in/ {print $1}')
-  reqs=$(taskset -c 1 wrk -t1 -c8 -d"${secs}s" -s "$BENCH_DIR/post.lua" "$url" |
+  warm=$(taskset -c 1 wrk -t1 -c8 -d1s -s "$SCRIPT" "$url" | awk '/requests in/ {print $1}')
+  reqs=$(taskset -c 1 wrk -t1 -c8 -d"${secs}s" -s "$SCRIPT" "$url" |
     awk '/requests in/ {print $1}')
   reqs=$((warm + reqs))
   kill -INT "$pid"
@@ -123,10 +134,10 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "${SLOPES[ours]:-}" "${SLOPES[nginx]:-}" <<'PY'
+python3 - "${SLOPES[ours]:-}" "${SLOPES[nginx]:-}" "${BENCH_REQUEST:-short}" <<'PY'
 import statistics, sys
 ours, nginx = ([int(x) for x in a.split()] for a in sys.argv[1:3])
-print("instructions per request (short chat request, JSON answer; callgrind, all threads;")
+print(f"instructions per request ({sys.argv[3]} chat request, JSON answer; callgrind, all threads;")
 print("median of the rounds, each round's figure in brackets):")
 for name, got in (("ours", ours), ("nginx", nginx)):
     if got:

@@ -133,10 +133,49 @@ fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderNam
         22 => is("x-ms-client-request-id", CLIENT_REQUEST_ID),
         _ => None,
     };
+    let known = known.or_else(|| {
+        let sdk = name.len() > SDK_PREFIX.len() && eq_lower(&name[..SDK_PREFIX.len()], SDK_PREFIX);
+        sdk.then(|| {
+            SDK_HEADERS
+                .iter()
+                .find(|h| h.as_str().len() == name.len() && eq_lower(name, h.as_str().as_bytes()))
+                .cloned()
+        })
+        .flatten()
+    });
     match known {
         Some(header) => Ok(header),
         None => HeaderName::from_bytes(name),
     }
+}
+
+/// What the names the OpenAI SDKs (Python, Node, .NET, Go) add to every request begin with.
+const SDK_PREFIX: &[u8] = b"x-stainless-";
+/// The SDKs' own headers (platform, retries, timeout; `raw-response` from clients such as
+/// LangChain that read the answer's headers): nine on every request of openai for Python,
+/// each of which `HeaderName::from_bytes` would copy into an allocation.
+static SDK_HEADERS: [HeaderName; 12] = [
+    HeaderName::from_static("x-stainless-os"),
+    HeaderName::from_static("x-stainless-lang"),
+    HeaderName::from_static("x-stainless-arch"),
+    HeaderName::from_static("x-stainless-async"),
+    HeaderName::from_static("x-stainless-runtime"),
+    HeaderName::from_static("x-stainless-retry-count"),
+    HeaderName::from_static("x-stainless-read-timeout"),
+    HeaderName::from_static("x-stainless-raw-response"),
+    HeaderName::from_static("x-stainless-helper-method"),
+    HeaderName::from_static("x-stainless-package-version"),
+    HeaderName::from_static("x-stainless-runtime-version"),
+    HeaderName::from_static("x-stainless-timeout"),
+];
+
+/// A request header's value, which httparse has checked: it accepts tab, space to `~` and
+/// 0x80 to 0xFF, all of which `HeaderValue` accepts too (a test checks every byte), so checking
+/// each byte again (about 70 instructions a header) is skipped.
+fn header_value(value: Bytes) -> HeaderValue {
+    // SAFETY: not a memory-safety matter: `from_maybe_shared_unchecked` only skips the byte
+    // check, whose rule httparse's is a subset of (see above; debug builds check again).
+    unsafe { HeaderValue::from_maybe_shared_unchecked(value) }
 }
 
 /// How the rest of a request body is read from the connection.
@@ -439,8 +478,7 @@ impl Connection {
         for s in &self.spans {
             let name = header_name(&head[s.name.0..s.name.1])
                 .map_err(|_| malformed("a header name is not a token"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(s.value.0..s.value.1))
-                .map_err(|_| malformed("a header value has a forbidden byte"))?;
+            let value = header_value(head.slice(s.value.0..s.value.1));
             if name == header::CONTENT_LENGTH {
                 let n = content_length(value.as_bytes())
                     .ok_or_else(|| malformed("Content-Length is not a number"))?;
@@ -1063,6 +1101,16 @@ mod tests {
             "extra-parameters",
             "x-ms-client-request-id",
             "x-stainless-lang",
+            "X-Stainless-Lang",
+            "x-stainless-os",
+            "x-stainless-package-version",
+            "x-stainless-runtime-version",
+            "x-stainless-read-timeout",
+            "x-stainless-",
+            "x-stainless-o",
+            "x-stainless-osx",
+            "x-stainless-lanh",
+            "x-stainlesz-lang",
             "hosu",
             "api_key",
             "content-typf",
@@ -1077,6 +1125,31 @@ mod tests {
         }
         assert!(header_name(b"bad name").is_err());
         assert!(header_name(b"").is_err());
+        for h in &SDK_HEADERS {
+            assert!(h.as_str().as_bytes().starts_with(SDK_PREFIX));
+            assert_eq!(header_name(h.as_str().as_bytes()).unwrap(), *h);
+        }
+    }
+
+    /// Every byte httparse lets into a request header value is one `HeaderValue` accepts, as
+    /// `header_value` relies on.
+    #[test]
+    fn header_values_httparse_accepts_are_valid_header_values() {
+        let mut accepted = 0;
+        for b in 0..=255u8 {
+            let mut raw = b"GET / HTTP/1.1\r\nx: a".to_vec();
+            raw.push(b);
+            raw.extend_from_slice(b"a\r\n\r\n");
+            let mut headers = [httparse::EMPTY_HEADER; 4];
+            let mut request = httparse::Request::new(&mut headers);
+            if let Ok(httparse::Status::Complete(_)) = request.parse(&raw) {
+                let value = request.headers[0].value;
+                assert!(HeaderValue::from_bytes(value).is_ok(), "byte {b:#x}");
+                accepted += 1;
+            }
+        }
+        // Tab, space to `~`, and 0x80 to 0xFF.
+        assert_eq!(accepted, 1 + 95 + 128);
     }
 
     fn decode_all(
