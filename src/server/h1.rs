@@ -133,20 +133,23 @@ fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderNam
         22 => is("x-ms-client-request-id", CLIENT_REQUEST_ID),
         _ => None,
     };
-    let known = known.or_else(|| {
-        let sdk = name.len() > SDK_PREFIX.len() && eq_lower(&name[..SDK_PREFIX.len()], SDK_PREFIX);
-        sdk.then(|| {
-            SDK_HEADERS
-                .iter()
-                .find(|h| h.as_str().len() == name.len() && eq_lower(name, h.as_str().as_bytes()))
-                .cloned()
-        })
-        .flatten()
-    });
+    let known = known.or_else(|| sdk_header(name));
     match known {
         Some(header) => Ok(header),
         None => HeaderName::from_bytes(name),
     }
+}
+
+/// One of the OpenAI SDKs' own request headers (`SDK_HEADERS`), if `name` is one.
+fn sdk_header(name: &[u8]) -> Option<HeaderName> {
+    let prefix = name.get(..SDK_PREFIX.len())?;
+    if name.len() == SDK_PREFIX.len() || !eq_lower(prefix, SDK_PREFIX) {
+        return None;
+    }
+    SDK_HEADERS
+        .iter()
+        .find(|h| h.as_str().len() == name.len() && eq_lower(name, h.as_str().as_bytes()))
+        .cloned()
 }
 
 /// What the names the OpenAI SDKs (Python, Node, .NET, Go) add to every request begin with.
