@@ -195,6 +195,30 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 }
 
 #[tokio::test]
+async fn a_request_with_the_openai_sdks_headers_is_served_and_its_id_forwarded() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    let mut c = Client::connect(&proxy).await;
+    let sdk = "X-Stainless-Lang: python\r\nx-stainless-retry-count: 0\r\nx-stainless-os: Linux\r\n";
+    c.send(chat_post(&format!("{sdk}x-request-id: sdk-1\r\n{sdk}"), CHAT).as_bytes())
+        .await;
+    let chat = c.answer().await;
+    assert_eq!(chat.status, 200, "{chat:?}");
+    assert_eq!(chat.header("x-request-id"), Some("sdk-1"));
+    let seen = mock.received_on("/v1/chat/completions");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers.get("x-request-id").unwrap(), "sdk-1");
+    assert!(
+        !seen[0]
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("x-stainless")),
+        "{:?}",
+        seen[0].headers
+    );
+}
+
+#[tokio::test]
 async fn chunked_request_bodies_reach_the_engine_whole() {
     let mock = Mock::start(Behaviour::default()).await;
     let proxy = Proxy::before(&mock, &[]).await;
@@ -397,6 +421,13 @@ async fn oversized_heads_are_a_431_with_an_azure_body() {
             "GET /health HTTP/1.1\r\n{}\r\n",
             (0..25)
                 .map(|i| format!("x-h{i}: v\r\n"))
+                .collect::<String>()
+        ),
+        // The SDKs' own headers stay out of the header map but count all the same.
+        format!(
+            "GET /health HTTP/1.1\r\n{}\r\n",
+            (0..25)
+                .map(|i| format!("x-stainless-h{i}: v\r\n"))
                 .collect::<String>()
         ),
     ] {
