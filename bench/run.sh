@@ -147,6 +147,8 @@ wait_conns_below() { # port, count
 BODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m"}'
 SBODY='{"messages":[{"role":"user","content":"Hello"}],"model":"m","stream":true}'
 AZ_PATH='/chat/completions?api-version=2024-05-01-preview'
+# The route and the headers of the openai SDK's AzureOpenAI client (bench/post-sdk.lua).
+SDK_PATH='/openai/deployments/m/chat/completions?api-version=2024-10-21'
 OAI_PATH='/v1/chat/completions'
 # A long conversation (32 messages, about 64 kB), as real chat requests with context are: what
 # the proxy checks grows with the body, what nginx does barely does.
@@ -241,12 +243,12 @@ check_ok() { # url body -> fails loudly unless 200
 # ---------------------------------------------------------------- measurements
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run_wrk() { # key, url, body, [PID of the proxy under test, to measure its CPU time]
-  local f="$OUT/wrk-$1.txt" t0=0 t1=0 s0 s1
-  WRK_BODY="$3" taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$BENCH_DIR/post.lua" "$2" >/dev/null 2>&1 || true
+run_wrk() { # key, url, body, [PID of the proxy under test, to measure its CPU time], [wrk script]
+  local f="$OUT/wrk-$1.txt" t0=0 t1=0 s0 s1 script="$BENCH_DIR/${5:-post.lua}"
+  WRK_BODY="$3" taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$script" "$2" >/dev/null 2>&1 || true
   [ -n "${4:-}" ] && t0=$(cpu_ticks "$4")
   s0=$(date +%s%N)
-  WRK_BODY="$3" taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$BENCH_DIR/post.lua" "$2" >"$f" 2>&1
+  WRK_BODY="$3" taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$script" "$2" >"$f" 2>&1
   s1=$(date +%s%N)
   if [ -n "${4:-}" ]; then
     t1=$(cpu_ticks "$4")
@@ -397,6 +399,7 @@ put rss_idle "$(rss_kb "$OUR_PID")"
 check_ok "$D:$UP_JSON$OAI_PATH" "$BODY"
 check_ok "$D:$NG_JSON$OAI_PATH" "$BODY"
 check_ok "$D:$OURS$AZ_PATH" "$BODY"
+check_ok "$D:$OURS$SDK_PATH" "$BODY"
 PLAIN_PID=""
 if [ -n "$PLAIN_BIN" ]; then
   PGO_PID=$OUR_PID
@@ -415,6 +418,10 @@ for round in $(seq "$ROUNDS"); do
   run_wrk ours "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
   [ -z "$PLAIN_PID" ] || run_wrk ours_plain "$D:$OURS_PLAIN$AZ_PATH" "$BODY" "$PLAIN_PID"
   run_wrk relay "$D:$RL_JSON$OAI_PATH" "$BODY" "$RELAY_JSON_PID"
+  log "round $round of $ROUNDS: max throughput, the request as the openai SDK sends it (20 headers)"
+  run_wrk kdirect "$D:$UP_JSON$OAI_PATH" "$BODY" "" post-sdk.lua
+  run_wrk knginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER" post-sdk.lua
+  run_wrk kours "$D:$OURS$SDK_PATH" "$BODY" "$OUR_PID" post-sdk.lua
   log "round $round of $ROUNDS: max throughput, $((${#BIG_BODY} / 1024)) kB requests"
   run_wrk bdirect "$D:$UP_JSON$OAI_PATH" "$BIG_BODY"
   run_wrk bnginx "$D:$NG_JSON$OAI_PATH" "$BIG_BODY" "$NGINX_WORKER"
