@@ -359,6 +359,9 @@ impl Connection {
         if idle && *self.stop.borrow() {
             return Err(Wait::Stopped);
         }
+        if idle {
+            rewind(&mut self.rbuf);
+        }
         reserve(&mut self.rbuf, READ_SPACE);
         let Connection {
             io,
@@ -856,6 +859,17 @@ fn reserve(buf: &mut BytesMut, space: usize) {
     }
 }
 
+/// Moves an empty read buffer back to the start of its allocation, once the last request's
+/// head and body (which share it) are gone: each request is then read into the same few
+/// cache lines, where before the reads marched through 4 kB of the buffer before it was
+/// reclaimed (with 64 connections, a quarter of a megabyte of cold lines for the kernel to
+/// copy into and the parser to read). Nothing moves while a part is still shared.
+fn rewind(buf: &mut BytesMut) {
+    // Asking for a byte more than is left makes `try_reclaim` take back the space before the
+    // buffer's start when it is the allocation's only user; it never allocates.
+    let _ = buf.try_reclaim(buf.capacity() + 1);
+}
+
 fn poll_read_buf(
     io: &mut TcpStream,
     cx: &mut Context<'_>,
@@ -1067,6 +1081,28 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Once a request's head (which shares the read buffer) is gone, the next request is read
+    /// into the start of the buffer again, not further along it; never while the head lives.
+    #[test]
+    fn an_empty_read_buffer_rewinds_to_its_start() {
+        let mut buf = BytesMut::with_capacity(READ_SPACE);
+        let start = buf.spare_capacity_mut().as_ptr() as usize;
+        for _ in 0..3 {
+            buf.extend_from_slice(&[b'x'; 300]);
+            let head = buf.split_to(300).freeze();
+            rewind(&mut buf);
+            assert_eq!(
+                buf.spare_capacity_mut().as_ptr() as usize,
+                start + 300,
+                "moved while the head still shares the buffer"
+            );
+            drop(head);
+            rewind(&mut buf);
+            assert_eq!(buf.spare_capacity_mut().as_ptr() as usize, start);
+            assert_eq!(buf.capacity(), READ_SPACE);
+        }
+    }
 
     #[test]
     fn header_names_are_what_http_makes_of_them() {
