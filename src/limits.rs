@@ -10,8 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -82,28 +81,30 @@ impl Drop for Queued<'_> {
 /// Routes that never wait for a slot: the platform's probes.
 const UNLIMITED: &[&str] = &["/health", "/ready"];
 
-/// Runs `next` within a slot: waits in the queue for one, or answers 429.
-pub async fn limit<F, Fut>(state: &AppState, request: Request, next: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: std::future::Future<Output = Response>,
-{
-    let Some(limiter) = state.limiter.as_ref() else {
-        return next(request).await;
-    };
-    if UNLIMITED.contains(&request.uri().path()) {
-        return next(request).await;
+/// A slot for a request to `path` (none needed when there is no limit, or for the probes):
+/// waits in the queue for one, or refuses with 429. The request stays where it is; only its
+/// path is looked at.
+pub async fn take_slot(
+    state: &AppState,
+    path: &str,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    match state.limiter.as_ref() {
+        Some(limiter) if !UNLIMITED.contains(&path) => limiter.acquire().await.map(Some),
+        _ => Ok(None),
     }
-    let permit = match limiter.acquire().await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    next(request).await.map(|body| {
-        Body::new(Held {
-            inner: body,
-            _held: permit,
-        })
-    })
+}
+
+/// The answer, holding `slot` until its body is finished or dropped.
+pub fn hold(slot: Option<OwnedSemaphorePermit>, response: Response) -> Response {
+    match slot {
+        None => response,
+        Some(permit) => response.map(|body| {
+            Body::new(Held {
+                inner: body,
+                _held: permit,
+            })
+        }),
+    }
 }
 
 /// A response body that keeps something alive until it is finished or dropped.

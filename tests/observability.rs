@@ -212,3 +212,37 @@ async fn concurrent_requests_are_each_counted_with_their_own_deployment_and_toke
         "one overhead figure per forwarded request: {m}"
     );
 }
+
+/// A client that gives up before the engine answers is counted out of the in-flight gauge
+/// (before, the gauge kept it for good: only an answer's end counted a request out).
+#[tokio::test]
+async fn a_request_abandoned_before_its_answer_leaves_the_in_flight_gauge() {
+    let mock = Mock::start(Behaviour::default()).await;
+    let proxy = Proxy::before(&mock, &[]).await;
+    mock.set(|b| b.chat = Reply::Hang);
+    let gave_up = proxy
+        .client
+        .post(proxy.url(&format!("/chat/completions?api-version={V}")))
+        .header("content-type", "application/json")
+        .body(CHAT)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        gave_up.is_err(),
+        "the engine hangs, so the client times out"
+    );
+    let mut m = String::new();
+    for _ in 0..50 {
+        m = scrape(&proxy).await;
+        if value(&m, "azure_openai_proxy_requests_in_flight") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        value(&m, "azure_openai_proxy_requests_in_flight"),
+        Some(1.0),
+        "only the scrape itself: {m}"
+    );
+}

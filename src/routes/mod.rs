@@ -121,8 +121,8 @@ impl App {
             let request = request.map(Body::new);
             let route = crate::telemetry::Route::Static(operation.route);
             let state = &state;
-            Ok(pass_front(state, request, route, |request| async move {
-                operations::serve(state, operation, request).await
+            Ok(pass_front(state, request, route, |request| {
+                operations::serve(state, operation, request)
             })
             .await)
         })
@@ -170,10 +170,12 @@ async fn front(State(state): State<AppState>, request: Request, next: Next) -> R
     pass_front(&state, request, route, |request| next.run(request)).await
 }
 
-/// The front checks around `handler`: observer, key, concurrency limit.
+/// The front checks around `handler`: observer, key, concurrency limit. The request is moved
+/// once, into the handler, and the handler's future is pinned where it is built: each layer
+/// that took them by value copied them into cold memory (see `telemetry::Observation`).
 async fn pass_front<F, Fut>(
     state: &AppState,
-    request: Request,
+    mut request: Request,
     route: crate::telemetry::Route,
     handler: F,
 ) -> Response
@@ -181,11 +183,17 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
-    crate::telemetry::observe(state, request, route, |request| async move {
+    let mut observation = crate::telemetry::Observation::begin(state, &mut request, route);
+    let handling = std::pin::pin!(async move {
         if let Err(e) = check_key(state, &request) {
             return e.into_response();
         }
-        crate::limits::limit(state, request, handler).await
-    })
-    .await
+        let slot = match crate::limits::take_slot(state, request.uri().path()).await {
+            Ok(slot) => slot,
+            Err(e) => return e.into_response(),
+        };
+        crate::limits::hold(slot, handler(request).await)
+    });
+    let response = observation.watch(handling).await;
+    observation.end(response)
 }

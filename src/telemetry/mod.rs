@@ -101,114 +101,153 @@ pub struct Forwarded {
 /// request. A client's `x-ms-client-request-id` is echoed back. The log line holds method, path
 /// (no query), status, deployment, durations and tokens: never the body, the query or any
 /// credential.
-pub async fn observe<F, Fut>(
-    state: &AppState,
-    mut request: Request,
+///
+/// In three steps, so that the request and its handler's future stay where the caller put
+/// them: [`Observation::begin`] reads the request, [`Observation::watch`] runs the handler
+/// (pinned in place by the caller), [`Observation::end`] completes the answer. Moving the
+/// request into an observer's own future, and the handler's future into it, cost a copy of
+/// each into cold memory per request (callgrind: most of the proxy's cache misses on writes).
+pub struct Observation {
+    in_flight: InFlight,
+    id: HeaderValue,
+    client_id: Option<HeaderValue>,
+    /// The id lent to log lines written while the handler is polled.
+    scoped: Option<HeaderValue>,
     route: Route,
-    inner: F,
-) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
-    let start = Instant::now();
-    // Both ids in one walk over the few headers a request has: a lookup each would hash
-    // both names. The first value of each counts, as `HeaderMap::get` reads it.
-    let (mut given_id, mut client_id) = (None, None);
-    for (name, value) in request.headers() {
-        if *name == REQUEST_ID {
-            given_id.get_or_insert(value);
-        } else if *name == CLIENT_REQUEST_ID {
-            client_id.get_or_insert(value);
-        }
-    }
-    let client_id = client_id.filter(|v| is_sane_id(v)).cloned();
-    let id = given_id
-        .filter(|v| is_sane_id(v))
-        .cloned()
-        .unwrap_or_else(new_id);
-    request.headers_mut().insert(REQUEST_ID, id.clone());
-    let method = request.method().clone();
-    // The URI shares the request head's buffer: a clone is a reference count, not a copy.
-    let uri = request.uri().clone();
-    let metrics = Arc::clone(&state.metrics);
-    metrics.in_flight.inc();
-    // Log lines written while the request is served carry its id (cheaper than a span).
-    let mut scoped = Some(id.clone());
-    let handling = inner(request);
-    let mut handling = std::pin::pin!(handling);
-    // A report left by a handler no observer wrapped is not this request's.
-    drop(REPORTED.with(std::cell::Cell::take));
-    let mut forwarded = None;
-    let mut response = std::future::poll_fn(|cx| {
-        let polled = format::with_request_id(&mut scoped, || handling.as_mut().poll(cx));
-        if let Some(f) = REPORTED.with(std::cell::Cell::take) {
-            forwarded = Some(f);
-        }
-        polled
-    })
-    .await;
-    let headers_at = Instant::now();
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    start: Instant,
+    forwarded: Option<Forwarded>,
+}
 
-    let status = response.status().as_u16();
-    let headers = response.headers_mut();
-    headers.insert(REQUEST_ID, id.clone());
-    headers.insert(APIM_REQUEST_ID, id.clone());
-    if let Some(c) = client_id {
-        headers.insert(CLIENT_REQUEST_ID, c);
+impl Observation {
+    /// Starts observing `request`: finds or makes its id and sets it on the request.
+    pub fn begin(state: &AppState, request: &mut Request, route: Route) -> Observation {
+        let start = Instant::now();
+        // Both ids in one walk over the few headers a request has: a lookup each would hash
+        // both names. The first value of each counts, as `HeaderMap::get` reads it.
+        let (mut given_id, mut client_id) = (None, None);
+        for (name, value) in request.headers() {
+            if *name == REQUEST_ID {
+                given_id.get_or_insert(value);
+            } else if *name == CLIENT_REQUEST_ID {
+                client_id.get_or_insert(value);
+            }
+        }
+        let client_id = client_id.filter(|v| is_sane_id(v)).cloned();
+        let id = given_id
+            .filter(|v| is_sane_id(v))
+            .cloned()
+            .unwrap_or_else(new_id);
+        request.headers_mut().insert(REQUEST_ID, id.clone());
+        let in_flight = InFlight::count(&state.metrics);
+        // A report left by a handler no observer wrapped is not this request's.
+        drop(REPORTED.with(std::cell::Cell::take));
+        Observation {
+            in_flight,
+            scoped: Some(id.clone()),
+            id,
+            client_id,
+            route,
+            method: request.method().clone(),
+            // The URI shares the request head's buffer: a clone is a reference count.
+            uri: request.uri().clone(),
+            start,
+            forwarded: None,
+        }
     }
-    let is_sse = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    // Only error answers carry an error code.
-    let error_code = (status >= 400)
-        .then(|| headers.get(&crate::error::ERROR_CODE))
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(f) = &forwarded {
-        let own = (headers_at - start).saturating_sub(f.upstream_wait);
-        metrics.overhead.observe(own.as_secs_f64());
-    }
-    if let Some(code) = error_code
-        .as_deref()
-        .and_then(|c| upstream_error_kind(c, status))
+
+    /// Runs the request's handler to its answer; log lines written meanwhile carry the
+    /// request's id, and what the handler reports (see [`report`]) is kept.
+    pub async fn watch<Fut>(&mut self, mut handling: Pin<&mut Fut>) -> Response
+    where
+        Fut: Future<Output = Response>,
     {
-        metrics
-            .upstream_errors
-            .get_or_create(&UpstreamErrorLabels { kind: code })
-            .inc();
+        std::future::poll_fn(|cx| {
+            let polled = format::with_request_id(&mut self.scoped, || handling.as_mut().poll(cx));
+            if let Some(f) = REPORTED.with(std::cell::Cell::take) {
+                self.forwarded = Some(f);
+            }
+            polled
+        })
+        .await
     }
-    let api = match route.as_str() {
-        Some("/health" | "/ready" | "/metrics") => "probe",
-        Some(r) if r.starts_with("/openai/") => "azure_openai",
-        Some(_) => "model_inference",
-        None => "other",
-    };
-    let (deployment, upstream, operation, usage) = match forwarded {
-        Some(f) => (f.deployment, f.upstream, Some(f.operation), f.usage),
-        None => Default::default(),
-    };
-    let end = Finish {
-        metrics,
-        id: Some(id),
-        route,
-        api,
-        deployment,
-        status,
-        operation,
-        upstream,
-        usage,
-        stream: None,
-        method,
-        uri,
-        start,
-        first_chunk: None,
-        last_chunk: None,
-        is_sse,
-        completed: false,
-    };
-    response.map(|body| Body::new(Observed { inner: body, end }))
+
+    /// The answer with the request's ids, its body wrapped so that its end is recorded.
+    pub fn end(self, mut response: Response) -> Response {
+        let Observation {
+            in_flight,
+            id,
+            client_id,
+            route,
+            method,
+            uri,
+            start,
+            forwarded,
+            ..
+        } = self;
+        let metrics = &in_flight.0;
+        let headers_at = Instant::now();
+        let status = response.status().as_u16();
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID, id.clone());
+        headers.insert(APIM_REQUEST_ID, id.clone());
+        if let Some(c) = client_id {
+            headers.insert(CLIENT_REQUEST_ID, c);
+        }
+        let is_sse = headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        // Only error answers carry an error code.
+        let error_code = (status >= 400)
+            .then(|| headers.get(&crate::error::ERROR_CODE))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(f) = &forwarded {
+            let own = (headers_at - start).saturating_sub(f.upstream_wait);
+            metrics.overhead.observe(own.as_secs_f64());
+        }
+        if let Some(code) = error_code
+            .as_deref()
+            .and_then(|c| upstream_error_kind(c, status))
+        {
+            metrics
+                .upstream_errors
+                .get_or_create(&UpstreamErrorLabels { kind: code })
+                .inc();
+        }
+        let api = match route.as_str() {
+            Some("/health" | "/ready" | "/metrics") => "probe",
+            Some(r) if r.starts_with("/openai/") => "azure_openai",
+            Some(_) => "model_inference",
+            None => "other",
+        };
+        let (deployment, upstream, operation, usage) = match forwarded {
+            Some(f) => (f.deployment, f.upstream, Some(f.operation), f.usage),
+            None => Default::default(),
+        };
+        let end = Finish {
+            in_flight,
+            id: Some(id),
+            route,
+            api,
+            deployment,
+            status,
+            operation,
+            upstream,
+            usage,
+            stream: None,
+            method,
+            uri,
+            start,
+            first_chunk: None,
+            last_chunk: None,
+            is_sse,
+            completed: false,
+        };
+        response.map(|body| Body::new(Observed { inner: body, end }))
+    }
 }
 
 /// The route a request matched, for the metrics' `route` label.
@@ -248,9 +287,27 @@ fn upstream_error_kind(code: &str, status: u16) -> Option<String> {
     })
 }
 
+/// Counts a request in the in-flight gauge for as long as it lives: from its head to its
+/// answer's last byte, or to the moment its client went away, whenever that was (a request
+/// dropped before its answer began is counted out too).
+struct InFlight(Arc<Metrics>);
+
+impl InFlight {
+    fn count(metrics: &Arc<Metrics>) -> InFlight {
+        metrics.in_flight.inc();
+        InFlight(Arc::clone(metrics))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
 /// What is recorded when an answer's body ends (or its client goes away).
 struct Finish {
-    metrics: Arc<Metrics>,
+    in_flight: InFlight,
     /// The request id, lent to the thread while the body is polled.
     id: Option<HeaderValue>,
     route: Route,
@@ -277,7 +334,7 @@ impl Finish {
             return;
         }
         let now = Instant::now();
-        let (metrics, operation, model) = (&self.metrics, self.operation, &self.deployment);
+        let (metrics, operation, model) = (&self.in_flight.0, self.operation, &self.deployment);
         let stream = self
             .stream
             .get_or_insert_with(|| metrics.stream(operation.unwrap_or("chat"), model));
@@ -307,9 +364,8 @@ impl Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        let m = &self.metrics;
+        let m = &self.in_flight.0;
         let elapsed = self.start.elapsed();
-        m.in_flight.dec();
         m.record_request(
             self.route.as_str().unwrap_or("unmatched"),
             self.api,
