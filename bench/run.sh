@@ -20,6 +20,11 @@
 # within each round (direct, nginx, ours, relay, then again), so that a slow stretch of a shared
 # machine falls on all of them alike; the report gives medians and each round's ours/nginx.
 #
+# Like against like: ours logs one line per request by default, so the short JSON request is
+# also measured through nginx with an access log (buffered, 64 kB) and through a second instance
+# of ours with RUST_LOG=warn (no access log); the targets compare ours and nginx both with and
+# both without a log, and, strictest, ours with its log against nginx without.
+#
 # CPU placement (2 cores): the proxy under test (nginx or ours) runs on CPU 0;
 # the load generators and the upstreams run on CPU 1.
 #
@@ -208,6 +213,13 @@ http {
   upstream up_lat  { server 127.0.0.1:$UP_LAT;  keepalive 64; }
   upstream up_hold { server 127.0.0.1:$UP_HOLD; keepalive 64; }
   server { listen 127.0.0.1:$NG_JSON backlog=4096; location / { proxy_pass http://up_json; } }
+  # The same with an access log, as nginx is run in production: one line per request,
+  # written in 64 kB batches (ours also batches its lines).
+  server {
+    listen 127.0.0.1:$NG_LOG backlog=4096;
+    access_log $OUT/nginx-access.log combined buffer=64k flush=1s;
+    location / { proxy_pass http://up_json; }
+  }
   server { listen 127.0.0.1:$NG_SSE  backlog=4096; location / { proxy_pass http://up_sse; } }
   server { listen 127.0.0.1:$NG_LAT  backlog=4096; location / { proxy_pass http://up_lat; } }
   server { listen 127.0.0.1:$NG_HOLD1 backlog=4096; location / { proxy_pass http://up_hold; } }
@@ -348,7 +360,7 @@ fi
 RELAY="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/relay"
 ulimit -n "$(ulimit -Hn)"
 
-read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS RL_JSON RL_LAT OURS_PLAIN <<<"$(free_ports 13)"
+read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS RL_JSON RL_LAT OURS_PLAIN NG_LOG OURS_QUIET <<<"$(free_ports 15)"
 
 put machine_cpu "\"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)\""
 put machine_cores "$(nproc)"
@@ -385,7 +397,7 @@ RELAY_JSON_PID=$!
 PIDS+=("$RELAY_JSON_PID")
 taskset -c 0 "$RELAY" "$RL_LAT" "127.0.0.1:$UP_LAT" >"$OUT/relay-lat.log" 2>&1 &
 PIDS+=($!)
-for p in "$UP_JSON" "$UP_SSE" "$UP_LAT" "$UP_HOLD" "$NG_JSON" "$NG_HOLD2" "$RL_JSON" "$RL_LAT"; do wait_port "$p"; done
+for p in "$UP_JSON" "$UP_SSE" "$UP_LAT" "$UP_HOLD" "$NG_JSON" "$NG_LOG" "$NG_HOLD2" "$RL_JSON" "$RL_LAT"; do wait_port "$p"; done
 for m in "${PIDS[@]:0:2}"; do
   while read -r w; do NGINX_WORKERS+=("$w"); done < <(pgrep -P "$m")
 done
@@ -408,6 +420,14 @@ if [ -n "$PLAIN_BIN" ]; then
   OUR_PID=$PGO_PID
   check_ok "$D:$OURS_PLAIN$AZ_PATH" "$BODY"
 fi
+# Ours with per-request logging off (RUST_LOG=warn), measured against nginx without its access
+# log, as ours with its access log is against nginx with one: like against like.
+MAIN_PID=$OUR_PID
+OUR_LOG=warn start_ours "$UP_JSON" "$OURS_QUIET" ours-json-warn
+QUIET_PID=$OUR_PID
+OUR_PID=$MAIN_PID
+check_ok "$D:$OURS_QUIET$AZ_PATH" "$BODY"
+check_ok "$D:$NG_LOG$OAI_PATH" "$BODY"
 
 put big_body_kb "$((${#BIG_BODY} / 1024))"
 check_ok "$D:$OURS$AZ_PATH" "$BIG_BODY"
@@ -416,6 +436,8 @@ for round in $(seq "$ROUNDS"); do
   run_wrk direct "$D:$UP_JSON$OAI_PATH" "$BODY"
   run_wrk nginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER"
   run_wrk ours "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
+  run_wrk lnginx "$D:$NG_LOG$OAI_PATH" "$BODY" "$NGINX_WORKER"
+  run_wrk ours_warn "$D:$OURS_QUIET$AZ_PATH" "$BODY" "$QUIET_PID"
   [ -z "$PLAIN_PID" ] || run_wrk ours_plain "$D:$OURS_PLAIN$AZ_PATH" "$BODY" "$PLAIN_PID"
   run_wrk relay "$D:$RL_JSON$OAI_PATH" "$BODY" "$RELAY_JSON_PID"
   log "round $round of $ROUNDS: max throughput, the request as the openai SDK sends it (20 headers)"
@@ -434,12 +456,8 @@ for round in $(seq "$ROUNDS"); do
 done
 put rss_after_load "$(rss_kb "$OUR_PID")"
 stop "$OUR_PID"
+stop "$QUIET_PID"
 [ -z "$PLAIN_PID" ] || stop "$PLAIN_PID"
-
-# Same, with per-request logging off (RUST_LOG=warn), to see what the access log costs.
-OUR_LOG=warn start_ours "$UP_JSON" "$OURS" ours-json-warn
-run_wrk ours_warn "$D:$OURS$AZ_PATH" "$BODY" "$OUR_PID"
-stop "$OUR_PID"
 
 start_ours "$UP_SSE" "$OURS" ours-sse
 check_ok "$D:$OURS$AZ_PATH" "$SBODY"

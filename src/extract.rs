@@ -2,6 +2,8 @@
 //! parameters, the body (bounded by `--max-body-size`), and the client's credentials.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::task::Poll;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -88,7 +90,14 @@ pub async fn read_body(
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(timeout, body_bytes(headers, body, limit)).await {
+    // Most bodies arrive with their head: the first poll finds them whole, and only a body
+    // still on its way reads the clock and arms the timer.
+    let mut read = std::pin::pin!(body_bytes(headers, body, limit));
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    if let Poll::Ready(r) = first {
+        return r;
+    }
+    match tokio::time::timeout(timeout, read).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::RequestTimeout {
             seconds: timeout.as_secs_f64(),

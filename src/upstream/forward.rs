@@ -468,25 +468,55 @@ where
 
 /// Normalises an engine's event stream; a failure mid-stream ends it with an error event and
 /// `[DONE]`, so clients finish cleanly instead of hanging.
-pub fn normalise<S>(upstream: S) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send
+pub fn normalise<S>(upstream: S) -> Normalised<S>
 where
     S: Stream<Item = Result<Bytes, Broken>> + Send + Unpin + 'static,
 {
-    futures_util::stream::unfold(Some((upstream, SseNormalizer::new())), |state| async move {
-        let (mut upstream, mut sse) = state?;
+    Normalised {
+        upstream: Some(upstream),
+        sse: SseNormalizer::new(),
+    }
+}
+
+/// The stream [`normalise`] returns. A plain struct polled in place: the engine's stream and the
+/// normaliser are not moved in and out of a state value for each chunk.
+pub struct Normalised<S> {
+    /// `None` once the stream has ended (`[DONE]`, the engine's end, or a failure).
+    upstream: Option<S>,
+    sse: SseNormalizer,
+}
+
+impl<S> Stream for Normalised<S>
+where
+    S: Stream<Item = Result<Bytes, Broken>> + Send + Unpin + 'static,
+{
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            match upstream.next().await {
+            let Some(upstream) = this.upstream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let next = match upstream.poll_next_unpin(cx) {
+                Poll::Ready(next) => next,
+                Poll::Pending => return Poll::Pending,
+            };
+            match next {
                 Some(Ok(chunk)) => {
-                    let out = sse.push_bytes(&chunk);
-                    if sse.is_done() {
-                        finish_in_background(upstream);
-                        return Some((Ok(out), None));
+                    let out = this.sse.push_bytes(&chunk);
+                    if this.sse.is_done() {
+                        if let Some(rest) = this.upstream.take() {
+                            finish_in_background(rest);
+                        }
+                        return Poll::Ready(Some(Ok(out)));
                     }
                     if !out.is_empty() {
-                        return Some((Ok(out), Some((upstream, sse))));
+                        return Poll::Ready(Some(Ok(out)));
                     }
                 }
                 Some(Err(broken)) => {
+                    this.upstream = None;
                     let err = match broken {
                         Broken::Idle(_) => ApiError::UpstreamTimeout {
                             detail: broken.to_string(),
@@ -496,15 +526,16 @@ where
                         },
                     };
                     tracing::warn!(error = %err, "engine stream failed");
-                    return Some((Ok(sse.error_event(&err.body())), None));
+                    return Poll::Ready(Some(Ok(this.sse.error_event(&err.body()))));
                 }
                 None => {
-                    let out = sse.finish();
-                    return (!out.is_empty()).then_some((Ok(out), None));
+                    this.upstream = None;
+                    let out = this.sse.finish();
+                    return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
                 }
             }
         }
-    })
+    }
 }
 
 /// Reads what is left of an engine's stream after `[DONE]` (usually only the end of its chunked
