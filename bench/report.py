@@ -110,6 +110,15 @@ if vp:
     p(f"| chat, JSON, ours built with plain `cargo build --release` (no PGO) | | | {fmt(vp)} "
       f"| {ratio(vp, num('rps_direct'))} | | {ratio(vp, num('rps_nginx'))} "
       f"| {R.get('rps_err_ours_plain', '?')} |")
+for label, d, n, o in (
+    ("chat, SSE answer, both with an access log", "sdirect", "slnginx", "sours"),
+    ("chat, JSON answer, the openai SDK's request, both with an access log", "kdirect",
+     "klnginx", "kours"),
+):
+    vd, vn, vo = num(f"rps_{d}"), num(f"rps_{n}"), num(f"rps_{o}")
+    if vn:
+        p(f"| {label} | {fmt(vd)} | {fmt(vn)} | {fmt(vo)} | {ratio(vo, vd)} | {ratio(vn, vd)} "
+          f"| {ratio(vo, vn)} | -/{R.get(f'rps_err_{n}', '?')}/- |")
 vl, vw = num("rps_lnginx"), num("rps_ours_warn")
 if vl:
     p(f"| chat, JSON, both with an access log (nginx: `buffer=64k`; ours as above) | "
@@ -136,8 +145,11 @@ if rounds != "1":
         ("chat, JSON answer, both with an access log", "lnginx", "ours"),
         ("chat, JSON answer, neither with an access log", "nginx", "ours_warn"),
         ("chat, SSE answer (6 events)", "snginx", "sours"),
+        ("chat, SSE answer, both with an access log", "slnginx", "sours"),
         (f"chat, JSON answer, {R.get('big_body_kb', '?')} kB request", "bnginx", "bours"),
         ("chat, JSON answer, the openai SDK's request", "knginx", "kours"),
+        ("chat, JSON answer, the openai SDK's request, both with an access log", "klnginx",
+         "kours"),
         ("chat, JSON answer, ours built without PGO", "nginx", "ours_plain"),
     ):
         rn, ro = per_round(f"rps_{n}"), per_round(f"rps_{o}")
@@ -162,6 +174,8 @@ for label, n, o in (
     ("chat, JSON answer, the openai SDK's request", "knginx", "kours"),
     ("chat, JSON, both with an access log", "lnginx", "ours"),
     ("chat, JSON, neither with an access log (ours: RUST_LOG=warn)", "nginx", "ours_warn"),
+    ("chat, SSE, both with an access log", "slnginx", "sours"),
+    ("chat, JSON, the openai SDK's request, both with an access log", "klnginx", "kours"),
     ("chat, JSON, ours built without PGO", "nginx", "ours_plain"),
     ("chat, JSON, the no-op relay in ours' place", "nginx", "relay"),
 ):
@@ -281,8 +295,12 @@ throughput_target("max throughput through ours ≥ nginx's (JSON, neither with a
                   "nginx", "ours_warn")
 throughput_target("max throughput through ours ≥ nginx's (JSON, ours with its access log, "
                   "nginx without)", "nginx", "ours")
+throughput_target("max throughput through ours ≥ nginx's (JSON, the openai SDK's request, "
+                  "both with an access log)", "klnginx", "kours")
 throughput_target("max throughput through ours ≥ nginx's (JSON, the openai SDK's request; "
                   "ours with its access log, nginx without)", "knginx", "kours")
+throughput_target("max throughput through ours ≥ nginx's (SSE answer, both with an access "
+                  "log)", "slnginx", "sours")
 throughput_target("max throughput through ours ≥ nginx's (SSE answer; ours with its access "
                   "log, nginx without)", "snginx", "sours")
 d, n, o = (num(f"lat_p50_{t}") for t in ("direct", "nginx", "ours"))

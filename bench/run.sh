@@ -2,7 +2,7 @@
 # Benchmark: azure-openai-proxy against a direct connection and against nginx
 # as a plain reverse proxy, all on this machine. See docs/benchmarks.md.
 #
-#   bench/run.sh          full run (about 8 minutes once the tools are installed)
+#   bench/run.sh          full run (about 17 minutes once the tools are installed)
 #   bench/run.sh quick    short run (about 2 minutes)
 #
 # Environment:
@@ -13,17 +13,18 @@
 #   BENCH_OUT=dir         where results and logs go (default: a new dir under /tmp)
 #   BENCH_RATE=N          fixed request rate of the open-loop latency test (default 2000/s)
 #   BENCH_CONNS=N         wrk connections (default 64)
-#   BENCH_ROUNDS=N        rounds of the throughput and fixed-rate tests (default 3 in full mode)
+#   BENCH_ROUNDS=N        rounds of the throughput and fixed-rate tests (default 5 in full mode)
 #   BENCH_IDLE_POLL=0     skip the second streaming pass with idle polling (see below)
 #
 # Rounds: the throughput and fixed-rate latency tests run ROUNDS times, the paths taking turns
 # within each round (direct, nginx, ours, relay, then again), so that a slow stretch of a shared
 # machine falls on all of them alike; the report gives medians and each round's ours/nginx.
 #
-# Like against like: ours logs one line per request by default, so the short JSON request is
-# also measured through nginx with an access log (buffered, 64 kB) and through a second instance
-# of ours with RUST_LOG=warn (no access log); the targets compare ours and nginx both with and
-# both without a log, and, strictest, ours with its log against nginx without.
+# Like against like: ours logs one line per request by default, so each request is also
+# measured through nginx with an access log (buffered, 64 kB), and the short JSON request through
+# a second instance of ours with RUST_LOG=warn (no access log); the targets compare ours and
+# nginx both with a log (and for the short request both without), and, strictest, ours with its
+# log against nginx without.
 #
 # CPU placement (2 cores): the proxy under test (nginx or ours) runs on CPU 0;
 # the load generators and the upstreams run on CPU 1.
@@ -42,7 +43,7 @@ set -euo pipefail
 
 MODE=${1:-full}
 case "$MODE" in
-  full) DUR=6; WARM=2; STREAMS=200; MEM_NGINX=1; ROUNDS=${BENCH_ROUNDS:-3} ;;
+  full) DUR=6; WARM=2; STREAMS=200; MEM_NGINX=1; ROUNDS=${BENCH_ROUNDS:-5} ;;
   quick) DUR=3; WARM=1; STREAMS=50; MEM_NGINX=0; ROUNDS=${BENCH_ROUNDS:-1} ;;
   *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
 esac
@@ -220,6 +221,11 @@ http {
     access_log $OUT/nginx-access.log combined buffer=64k flush=1s;
     location / { proxy_pass http://up_json; }
   }
+  server {
+    listen 127.0.0.1:$NG_SSE_LOG backlog=4096;
+    access_log $OUT/nginx-access-sse.log combined buffer=64k flush=1s;
+    location / { proxy_pass http://up_sse; }
+  }
   server { listen 127.0.0.1:$NG_SSE  backlog=4096; location / { proxy_pass http://up_sse; } }
   server { listen 127.0.0.1:$NG_LAT  backlog=4096; location / { proxy_pass http://up_lat; } }
   server { listen 127.0.0.1:$NG_HOLD1 backlog=4096; location / { proxy_pass http://up_hold; } }
@@ -360,7 +366,7 @@ fi
 RELAY="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/relay"
 ulimit -n "$(ulimit -Hn)"
 
-read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS RL_JSON RL_LAT OURS_PLAIN NG_LOG OURS_QUIET <<<"$(free_ports 15)"
+read -r UP_JSON UP_SSE UP_LAT UP_HOLD NG_JSON NG_SSE NG_LAT NG_HOLD1 NG_HOLD2 OURS RL_JSON RL_LAT OURS_PLAIN NG_LOG OURS_QUIET NG_SSE_LOG <<<"$(free_ports 16)"
 
 put machine_cpu "\"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)\""
 put machine_cores "$(nproc)"
@@ -397,7 +403,7 @@ RELAY_JSON_PID=$!
 PIDS+=("$RELAY_JSON_PID")
 taskset -c 0 "$RELAY" "$RL_LAT" "127.0.0.1:$UP_LAT" >"$OUT/relay-lat.log" 2>&1 &
 PIDS+=($!)
-for p in "$UP_JSON" "$UP_SSE" "$UP_LAT" "$UP_HOLD" "$NG_JSON" "$NG_LOG" "$NG_HOLD2" "$RL_JSON" "$RL_LAT"; do wait_port "$p"; done
+for p in "$UP_JSON" "$UP_SSE" "$UP_LAT" "$UP_HOLD" "$NG_JSON" "$NG_LOG" "$NG_SSE_LOG" "$NG_HOLD2" "$RL_JSON" "$RL_LAT"; do wait_port "$p"; done
 for m in "${PIDS[@]:0:2}"; do
   while read -r w; do NGINX_WORKERS+=("$w"); done < <(pgrep -P "$m")
 done
@@ -444,6 +450,7 @@ for round in $(seq "$ROUNDS"); do
   run_wrk kdirect "$D:$UP_JSON$OAI_PATH" "$BODY" "" post-sdk.lua
   run_wrk knginx "$D:$NG_JSON$OAI_PATH" "$BODY" "$NGINX_WORKER" post-sdk.lua
   run_wrk kours "$D:$OURS$SDK_PATH" "$BODY" "$OUR_PID" post-sdk.lua
+  run_wrk klnginx "$D:$NG_LOG$OAI_PATH" "$BODY" "$NGINX_WORKER" post-sdk.lua
   log "round $round of $ROUNDS: max throughput, $((${#BIG_BODY} / 1024)) kB requests"
   run_wrk bdirect "$D:$UP_JSON$OAI_PATH" "$BIG_BODY"
   run_wrk bnginx "$D:$NG_JSON$OAI_PATH" "$BIG_BODY" "$NGINX_WORKER"
@@ -466,6 +473,7 @@ for round in $(seq "$ROUNDS"); do
   run_wrk sdirect "$D:$UP_SSE$OAI_PATH" "$SBODY"
   run_wrk snginx "$D:$NG_SSE$OAI_PATH" "$SBODY" "$NGINX_WORKER"
   run_wrk sours "$D:$OURS$AZ_PATH" "$SBODY" "$OUR_PID"
+  run_wrk slnginx "$D:$NG_SSE_LOG$OAI_PATH" "$SBODY" "$NGINX_WORKER"
 done
 stop "$OUR_PID"
 
