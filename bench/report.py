@@ -100,8 +100,18 @@ for label, d, n, o in (
      "bdirect", "bnginx", "bours"),
     ("chat, JSON answer, the openai SDK's request (20 headers, deployment route)",
      "kdirect", "knginx", "kours"),
+    # Like against like (see bench/run.sh); absent from results of older runs.
+    ("chat, JSON, both with an access log (nginx: `buffer=64k`; ours as above)",
+     "direct", "lnginx", "ours"),
+    ("chat, SSE answer, both with an access log", "sdirect", "slnginx", "sours"),
+    ("chat, JSON answer, the openai SDK's request, both with an access log", "kdirect",
+     "klnginx", "kours"),
+    ("chat, JSON, neither with an access log (ours: RUST_LOG=warn; nginx as above)",
+     "direct", "nginx", "ours_warn"),
 ):
     vd, vn, vo = num(f"rps_{d}"), num(f"rps_{n}"), num(f"rps_{o}")
+    if vn is None or vo is None:
+        continue
     errs = "/".join(R.get(f"rps_err_{k}", "?") for k in (d, n, o))
     p(f"| {label} | {fmt(vd)} | {fmt(vn)} | {fmt(vo)} | {ratio(vo, vd)} | {ratio(vn, vd)} "
       f"| {ratio(vo, vn)} | {errs} |")
@@ -110,25 +120,6 @@ if vp:
     p(f"| chat, JSON, ours built with plain `cargo build --release` (no PGO) | | | {fmt(vp)} "
       f"| {ratio(vp, num('rps_direct'))} | | {ratio(vp, num('rps_nginx'))} "
       f"| {R.get('rps_err_ours_plain', '?')} |")
-for label, d, n, o in (
-    ("chat, SSE answer, both with an access log", "sdirect", "slnginx", "sours"),
-    ("chat, JSON answer, the openai SDK's request, both with an access log", "kdirect",
-     "klnginx", "kours"),
-):
-    vd, vn, vo = num(f"rps_{d}"), num(f"rps_{n}"), num(f"rps_{o}")
-    if vn:
-        p(f"| {label} | {fmt(vd)} | {fmt(vn)} | {fmt(vo)} | {ratio(vo, vd)} | {ratio(vn, vd)} "
-          f"| {ratio(vo, vn)} | -/{R.get(f'rps_err_{n}', '?')}/- |")
-vl, vw = num("rps_lnginx"), num("rps_ours_warn")
-if vl:
-    p(f"| chat, JSON, both with an access log (nginx: `buffer=64k`; ours as above) | "
-      f"{fmt(num('rps_direct'))} | {fmt(vl)} | {fmt(num('rps_ours'))} "
-      f"| {ratio(num('rps_ours'), num('rps_direct'))} | {ratio(vl, num('rps_direct'))} "
-      f"| {ratio(num('rps_ours'), vl)} | -/{R.get('rps_err_lnginx', '?')}/- |")
-p(f"| chat, JSON, neither with an access log (ours: RUST_LOG=warn; nginx as above) | "
-  f"{fmt(num('rps_direct'))} | {fmt(num('rps_nginx'))} | {fmt(vw)} "
-  f"| {ratio(vw, num('rps_direct'))} | {ratio(num('rps_nginx'), num('rps_direct'))} "
-  f"| {ratio(vw, num('rps_nginx'))} | -/-/{R.get('rps_err_ours_warn', '?')} |")
 vr = num("rps_relay")
 p(f"| chat, JSON, through the no-op TCP relay (examples/relay.rs) instead of ours | | | {fmt(vr)} "
   f"| {ratio(vr, num('rps_direct'))} | | {ratio(vr, num('rps_nginx'))} "
@@ -181,10 +172,9 @@ for label, n, o in (
 ):
     if num(f"cpu_us_{o}") is None:
         continue
-    cn = pct(num(f"cpu_{n}")) if n else ""
-    un = fmt(num(f"cpu_us_{n}"), 1) if n else ""
-    p(f"| {label} | {cn} | {un} | {pct(num(f'cpu_{o}'))} | {fmt(num(f'cpu_us_{o}'), 1)} "
-      f"| {ratio(num(f'cpu_us_{o}'), num(f'cpu_us_{n}')) if n else ''} |")
+    p(f"| {label} | {pct(num(f'cpu_{n}'))} | {fmt(num(f'cpu_us_{n}'), 1)} "
+      f"| {pct(num(f'cpu_{o}'))} | {fmt(num(f'cpu_us_{o}'), 1)} "
+      f"| {ratio(num(f'cpu_us_{o}'), num(f'cpu_us_{n}'))} |")
 p("")
 
 p(f"### Latency at a fixed {R.get('rate')} requests/s (oha, open loop, "

@@ -288,14 +288,7 @@ pub async fn read_whole(
     let mut body = Vec::new();
     let mut chunks = Chunks::new(engine_body, idle);
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|broken| match broken {
-            Broken::Idle(_) => ApiError::UpstreamTimeout {
-                detail: broken.to_string(),
-            },
-            Broken::Upstream(_) => ApiError::UpstreamInvalidResponse {
-                detail: broken.to_string(),
-            },
-        })?;
+        let chunk = chunk.map_err(ApiError::from)?;
         let held = first.as_ref().map_or(0, Bytes::len) + body.len();
         if held + chunk.len() > max_body {
             return Err(too_large(max_body));
@@ -362,6 +355,18 @@ pub enum Broken {
     Upstream(BodyError),
     /// No chunk arrived within the idle timeout.
     Idle(Duration),
+}
+
+/// A stream that broke off is the engine's failure: silence is a timeout, anything else an
+/// invalid answer.
+impl From<Broken> for ApiError {
+    fn from(broken: Broken) -> ApiError {
+        let detail = broken.to_string();
+        match broken {
+            Broken::Idle(_) => ApiError::UpstreamTimeout { detail },
+            Broken::Upstream(_) => ApiError::UpstreamInvalidResponse { detail },
+        }
+    }
 }
 
 impl std::fmt::Display for Broken {
@@ -498,11 +503,7 @@ where
             let Some(upstream) = this.upstream.as_mut() else {
                 return Poll::Ready(None);
             };
-            let next = match upstream.poll_next_unpin(cx) {
-                Poll::Ready(next) => next,
-                Poll::Pending => return Poll::Pending,
-            };
-            match next {
+            match std::task::ready!(upstream.poll_next_unpin(cx)) {
                 Some(Ok(chunk)) => {
                     let out = this.sse.push_bytes(&chunk);
                     if this.sse.is_done() {
@@ -517,14 +518,7 @@ where
                 }
                 Some(Err(broken)) => {
                     this.upstream = None;
-                    let err = match broken {
-                        Broken::Idle(_) => ApiError::UpstreamTimeout {
-                            detail: broken.to_string(),
-                        },
-                        Broken::Upstream(_) => ApiError::UpstreamInvalidResponse {
-                            detail: broken.to_string(),
-                        },
-                    };
+                    let err = ApiError::from(broken);
                     tracing::warn!(error = %err, "engine stream failed");
                     return Poll::Ready(Some(Ok(this.sse.error_event(&err.body()))));
                 }
